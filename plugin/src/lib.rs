@@ -1,0 +1,166 @@
+//! `kubectl backup`: backup and restore of Kubernetes resources, CSI volume
+//! snapshots and etcd snapshots to object storage.
+//!
+//! The binary is a thin shell around [`main_with`]; everything lives in this
+//! library so that tests can import it.
+
+pub mod cli;
+pub mod cluster;
+pub mod location;
+pub mod output;
+pub mod version;
+
+use std::io::ErrorKind;
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+/// How a command that did not fail outright ended. Mapped to exit codes by
+/// [`Outcome::exit_code`]; errors are mapped by [`exit_code_for_error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything asked for was done.
+    Success,
+    /// The command finished but some items failed (a backup or restore that is
+    /// `PartiallyFailed`). Exit code 3.
+    PartiallyFailed,
+}
+
+/// Documented exit codes (see README "Exit codes").
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The command failed.
+    pub const FAILURE: u8 = 1;
+    /// Wrong usage: a bad flag or value (clap also exits 2).
+    pub const USAGE: u8 = 2;
+    /// Finished, but some items failed (PartiallyFailed).
+    pub const PARTIAL: u8 = 3;
+    /// Interrupted by Ctrl-C / SIGINT.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+impl Outcome {
+    /// The process exit code for this outcome.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Success => exit::OK,
+            Outcome::PartiallyFailed => exit::PARTIAL,
+        }
+    }
+}
+
+/// An error caused by what the user typed rather than by the cluster or the
+/// object store; exits with [`exit::USAGE`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The command was interrupted by the user; exits with [`exit::INTERRUPTED`].
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+/// Install the process-wide rustls crypto provider. object_store brings
+/// aws-lc-rs; installing it explicitly means no dependency can make rustls'
+/// automatic choice ambiguous. Safe to call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Initialise tracing on stderr. `RUST_LOG` wins; otherwise kubectl-style
+/// `-v N` picks the level (0: warn, 1-2: info, 3-5: debug, 6+: trace).
+pub fn init_tracing(verbosity: u8) {
+    let default = match verbosity {
+        0 => "warn",
+        1 | 2 => "info,kube=warn",
+        3..=5 => "debug,kube=info,hyper=info,reqwest=info,h2=info,rustls=info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(verbosity >= 3)
+        .try_init();
+}
+
+/// Run a parsed command line to completion and turn the result into an exit code.
+pub fn main_with(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Do not wait for stray blocking tasks (e.g. a stdin reader) at exit.
+    runtime.shutdown_background();
+    match result {
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
+        Err(error) => {
+            let code = exit_code_for_error(&error);
+            if code != exit::OK {
+                eprintln!("error: {error:#}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Map an error to its documented exit code. A broken pipe (`kubectl backup
+/// list | head`) is not an error.
+pub fn exit_code_for_error(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == ErrorKind::BrokenPipe
+        {
+            return exit::OK;
+        }
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return exit::USAGE;
+        }
+        if cause.downcast_ref::<Interrupted>().is_some() {
+            return exit::INTERRUPTED;
+        }
+    }
+    exit::FAILURE
+}
+
+/// Dispatch a command.
+pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let global = cli.global;
+    match cli.command {
+        Command::Version(args) => version::run(&global, args).await,
+        Command::Completion(args) => cli::completion(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_pipe_is_success() {
+        let err =
+            anyhow::Error::new(std::io::Error::from(ErrorKind::BrokenPipe)).context("writing");
+        assert_eq!(exit_code_for_error(&err), exit::OK);
+    }
+
+    #[test]
+    fn usage_and_interrupt_codes() {
+        let usage = anyhow::Error::new(UsageError("bad".into())).context("parsing");
+        assert_eq!(exit_code_for_error(&usage), exit::USAGE);
+        assert_eq!(
+            exit_code_for_error(&anyhow::Error::new(Interrupted)),
+            exit::INTERRUPTED
+        );
+        assert_eq!(exit_code_for_error(&anyhow::anyhow!("boom")), exit::FAILURE);
+    }
+}

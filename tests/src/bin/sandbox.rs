@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("sandbox: not implemented yet");
+    std::process::exit(1);
+}

@@ -1,0 +1,1 @@
+//! azurite test server (see the module docs of `servers`).

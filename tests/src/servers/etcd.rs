@@ -1,0 +1,1 @@
+//! etcd test server (see the module docs of `servers`).

@@ -1,0 +1,1 @@
+//! gcs test server (see the module docs of `servers`).

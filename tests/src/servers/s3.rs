@@ -1,0 +1,1 @@
+//! s3 test server (see the module docs of `servers`).
