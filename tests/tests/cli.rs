@@ -134,3 +134,34 @@ fn kubectl_runs_the_plugin() {
     );
     assert!(stdout(&help).contains("Usage: kubectl backup"));
 }
+
+/// Against the harness cluster, `version` reports the server and the webhook.
+#[tokio::test]
+async fn version_reports_the_server_and_the_webhook() {
+    e2e::cluster::install_crypto_provider();
+    let cluster = e2e::cluster::TestCluster::start().await.expect("cluster");
+    // A fresh, empty tool namespace name: the webhook is certainly not there.
+    let ns = format!("kb-version-{}", uuid::Uuid::new_v4().simple());
+    let kubeconfig = cluster.kubeconfig().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(e2e::bin_path("kubectl-backup"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["version", "--tool-namespace", &ns, "-o", "json"])
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let server = v["serverVersion"]
+        .as_str()
+        .expect("serverVersion is reported");
+    assert!(server.starts_with("v1."), "{server}");
+    assert_eq!(v["webhook"]["installed"], false, "{v}");
+}
