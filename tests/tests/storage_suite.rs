@@ -63,10 +63,6 @@ async fn read_all(store: &Store, key: &Path) -> Bytes {
 /// Each part is covered by every other backend.
 #[derive(Clone, Copy, Default)]
 struct Quirks {
-    /// moto with authentication enforced miscomputes the signature of any
-    /// query value containing '/' (it checks against the decoded URL; boto3
-    /// fails the same way), so prefixed listings fail there.
-    no_prefixed_listing: bool,
     /// Azurite answers 500 to a blob batch (object_store deletes through
     /// batches) authorized by a SAS token.
     no_delete: bool,
@@ -117,33 +113,31 @@ async fn writable_suite_with(store: &Store, quirks: Quirks) {
         .await
         .expect("put 3");
     let root = store.path(&run);
-    if !quirks.no_prefixed_listing {
-        let mut all: Vec<String> = os
-            .list(Some(&root))
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .expect("list");
-        all.sort();
-        assert_eq!(
-            all,
-            [key("a/one.txt"), key("a/two.txt"), key("b/three.txt")]
-                .map(|p| p.to_string())
-                .to_vec()
-        );
-        let level = os
-            .list_with_delimiter(Some(&root))
-            .await
-            .expect("list level");
-        let mut dirs: Vec<String> = level
-            .common_prefixes
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        dirs.sort();
-        assert_eq!(dirs, vec![key("a").to_string(), key("b").to_string()]);
-        assert!(level.objects.is_empty(), "{:?}", level.objects);
-    }
+    let mut all: Vec<String> = os
+        .list(Some(&root))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .expect("list");
+    all.sort();
+    assert_eq!(
+        all,
+        [key("a/one.txt"), key("a/two.txt"), key("b/three.txt")]
+            .map(|p| p.to_string())
+            .to_vec()
+    );
+    let level = os
+        .list_with_delimiter(Some(&root))
+        .await
+        .expect("list level");
+    let mut dirs: Vec<String> = level
+        .common_prefixes
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs, vec![key("a").to_string(), key("b").to_string()]);
+    assert!(level.objects.is_empty(), "{:?}", level.objects);
 
     // create-only put refuses to overwrite (backups are never overwritten)
     let manifest = key("backup.json");
@@ -228,10 +222,8 @@ async fn writable_suite_with(store: &Store, quirks: Quirks) {
         os.get(&key("a/one.txt")).await,
         Err(object_store::Error::NotFound { .. })
     ));
-    if !quirks.no_prefixed_listing {
-        let left: Vec<_> = os.list(Some(&root)).try_collect().await.expect("list");
-        assert!(left.is_empty(), "left behind: {left:?}");
-    }
+    let left: Vec<_> = os.list(Some(&root)).try_collect().await.expect("list");
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 // === local folder ===
@@ -316,14 +308,7 @@ async fn s3_through_sts_assume_role() {
     let mut credentials = s3_keys(&server);
     credentials.aws_external_id = Some(role.external_id.clone());
     let store = open_spec("role", &spec, &credentials, &quick()).expect("open");
-    writable_suite_with(
-        &store,
-        Quirks {
-            no_prefixed_listing: true,
-            ..Quirks::default()
-        },
-    )
-    .await;
+    writable_suite(&store).await;
 }
 
 // === Azure Blob (Azurite) ===
