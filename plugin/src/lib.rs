@@ -139,6 +139,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Version(args) => version::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
+        Command::Location(args) => location::command::run(&global, args).await,
     }
 }
 
