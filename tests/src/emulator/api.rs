@@ -223,6 +223,51 @@ const OBJECT_META_FIELDS: &[&str] = &[
     "managedFields",
 ];
 
+/// The top-level fields of the simple built-in kinds whose unknown fields the real
+/// server reports (None: not checked here).
+fn known_top_level_fields(rt: &ResourceType) -> Option<&'static [&'static str]> {
+    if !rt.group.is_empty() {
+        return None;
+    }
+    Some(match rt.plural.as_str() {
+        "configmaps" => &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "data",
+            "binaryData",
+            "immutable",
+        ],
+        "secrets" => &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "data",
+            "stringData",
+            "type",
+            "immutable",
+        ],
+        "serviceaccounts" => &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "secrets",
+            "imagePullSecrets",
+            "automountServiceAccountToken",
+        ],
+        "namespaces"
+        | "services"
+        | "persistentvolumeclaims"
+        | "persistentvolumes"
+        | "pods"
+        | "replicationcontrollers"
+        | "resourcequotas"
+        | "limitranges"
+        | "nodes" => &["apiVersion", "kind", "metadata", "spec", "status"],
+        _ => return None,
+    })
+}
+
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn generate_suffix() -> String {
@@ -355,7 +400,8 @@ impl Api {
 
     // === create ===
 
-    fn check_namespace(&self, ns: &str) -> ApiResult<()> {
+    /// The namespace of a new object must exist and not be terminating.
+    fn check_namespace(&self, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<()> {
         let nst = self.ns_type();
         let Some(obj) = self.store.get(&nst.storage_key(), None, ns) else {
             return Err(ApiError::not_found_qualified("", "namespaces", ns));
@@ -363,19 +409,27 @@ impl Api {
         if meta_str(&obj, "deletionTimestamp").is_some()
             || obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
         {
+            let mut details = serde_json::Map::new();
+            details.insert("name".into(), json!(name));
+            if !rt.group.is_empty() {
+                details.insert("group".into(), json!(rt.group));
+            }
+            details.insert("kind".into(), json!(rt.plural));
+            details.insert(
+                "causes".into(),
+                json!([{"reason": "NamespaceTerminating",
+                        "message": format!("namespace {ns} is being terminated"),
+                        "field": "metadata.namespace"}]),
+            );
             return Err(ApiError::new(
                 403,
                 "Forbidden",
                 format!(
-                    "unable to create new content in namespace {ns} because it is being terminated"
+                    "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    rt.qualified()
                 ),
             )
-            .with_details(json!({
-                "name": ns, "kind": "namespaces",
-                "causes": [{"reason": "NamespaceTerminating",
-                            "message": format!("namespace {ns} is being terminated"),
-                            "field": "metadata.namespace"}]
-            })));
+            .with_details(Value::Object(details)));
         }
         Ok(())
     }
@@ -385,7 +439,7 @@ impl Api {
     pub fn check_body(
         &self,
         rt: &ResourceType,
-        obj: &Value,
+        obj: &mut Value,
         strict: bool,
     ) -> ApiResult<Vec<String>> {
         if !obj.is_object() {
@@ -417,18 +471,37 @@ impl Api {
                 }
             }
         }
+        if let (Some(known), Some(m)) = (known_top_level_fields(rt), obj.as_object()) {
+            for k in m.keys() {
+                if !known.contains(&k.as_str()) {
+                    unknown.push(k.clone());
+                }
+            }
+        }
         if strict && !unknown.is_empty() {
             let msgs: Vec<String> = unknown
                 .iter()
                 .map(|f| format!("unknown field {f:?}"))
                 .collect();
             return Err(ApiError::bad_request(format!(
-                "strict decoding error: {}",
-                msgs.join(", ")
+                "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                msgs.join(", "),
+                kind = rt.kind,
+                version = rt.version,
             )));
         }
-        if let Some(m) = obj.get("metadata").and_then(Value::as_object) {
-            let _ = m;
+        // Under the default (Warn) validation unknown fields are dropped with a warning.
+        for f in &unknown {
+            match f.strip_prefix("metadata.") {
+                Some(k) => {
+                    meta_mut(obj).remove(k);
+                }
+                None => {
+                    if let Some(m) = obj.as_object_mut() {
+                        m.remove(f);
+                    }
+                }
+            }
         }
         Ok(unknown
             .into_iter()
@@ -541,7 +614,7 @@ impl Api {
         opts: &WriteOptions,
         apply_fields: Option<Value>,
     ) -> ApiResult<Written> {
-        let mut warnings = self.check_body(rt, &obj, opts.strict)?;
+        let mut warnings = self.check_body(rt, &mut obj, opts.strict)?;
         render::strip_type(&mut obj);
         let now = now();
         {
@@ -607,7 +680,7 @@ impl Api {
             return Err(ApiError::invalid(&rt.group, &rt.kind, &name, &causes));
         }
         if let Some(ns) = ns {
-            self.check_namespace(ns)?;
+            self.check_namespace(rt, ns, &name)?;
         }
         // A status subresource means the main endpoint does not set status (CRs: dropped).
         if rt.custom
@@ -886,11 +959,11 @@ impl Api {
         rt: &ResourceType,
         ns: Option<&str>,
         name: &str,
-        obj: Value,
+        mut obj: Value,
         subresource: Option<&str>,
         opts: &WriteOptions,
     ) -> ApiResult<Written> {
-        let warnings = self.check_body(rt, &obj, opts.strict)?;
+        let warnings = self.check_body(rt, &mut obj, opts.strict)?;
         let body_name = meta_str(&obj, "name").unwrap_or("");
         if body_name != name {
             return Err(ApiError::bad_request(format!(
