@@ -134,6 +134,27 @@ async fn kubectl_works_against_the_harness_cluster() {
     );
     assert_eq!(deploy["metadata"]["generation"], 1);
 
+    // scale goes through the scale subresource.
+    ok(
+        &kc,
+        &["scale", "deployment", "web", "-n", &ns, "--replicas=3"],
+        None,
+    );
+    let replicas = ok(
+        &kc,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+        None,
+    );
+    assert_eq!(replicas.trim(), "3");
+
     // label, then select by label.
     ok(
         &kc,

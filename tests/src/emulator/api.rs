@@ -1436,6 +1436,79 @@ impl Api {
         let _ = self.delete(rt, ns, name, &DeleteOptions::default());
     }
 
+    /// The `autoscaling/v1` Scale of a workload.
+    pub fn get_scale(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        let obj = self.get(rt, ns, name)?;
+        let selector = obj
+            .pointer("/spec/selector/matchLabels")
+            .or_else(|| obj.pointer("/spec/selector"))
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let mut metadata = Map::new();
+        for k in [
+            "name",
+            "namespace",
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+        ] {
+            if let Some(v) = meta(&obj).and_then(|m| m.get(k)) {
+                metadata.insert(k.into(), v.clone());
+            }
+        }
+        Ok(json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": metadata,
+            "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+            "status": {
+                "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+                "selector": selector,
+            },
+        }))
+    }
+
+    /// Write a Scale's `spec.replicas` to its workload; returns the new Scale.
+    pub fn set_scale(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        scale: &Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Value> {
+        let Some(replicas) = scale.pointer("/spec/replicas").and_then(Value::as_i64) else {
+            return Err(ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                name,
+                &[Cause::required("spec.replicas", "")],
+            ));
+        };
+        if replicas < 0 {
+            return Err(ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                name,
+                &[Cause::invalid(
+                    "spec.replicas",
+                    &json!(replicas),
+                    "must be greater than or equal to 0",
+                )],
+            ));
+        }
+        let body = serde_json::to_vec(&json!({"spec": {"replicas": replicas}}))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        self.patch(rt, ns, name, PatchType::Merge, &body, None, opts)?;
+        self.get_scale(rt, ns, name)
+    }
+
     /// The type a storage key is served as (preferred version).
     pub fn type_for(&self, key: &StorageKey) -> Option<Arc<ResourceType>> {
         self.registry
