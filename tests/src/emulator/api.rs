@@ -991,6 +991,7 @@ impl Api {
                 warnings.extend(self.validate_custom(rt, &mut new, &name)?);
             }
             defaults::on_write(rt, &mut new)?;
+            defaults::on_update(rt, old, &mut new)?;
             if tracks_generation(rt) && spec_part(old) != spec_part(&new) {
                 let g = meta(old)
                     .and_then(|m| m.get("generation"))
@@ -1223,6 +1224,12 @@ impl Api {
                         &now(),
                     )?;
                 }
+            }
+            if !target.is_object() {
+                return Err(ApiError::bad_request(format!(
+                    "the patched object is not a {} object",
+                    rt.kind
+                )));
             }
             if let Some(n) = meta_str(&target, "name")
                 && n != name
