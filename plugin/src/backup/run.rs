@@ -386,7 +386,14 @@ async fn body(
     let started_at = manifest.started_at;
     let writer_counters = counters.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        write_archive(item_rx, chunk_tx, started_at, &types, &writer_counters)
+        write_archive(
+            item_rx,
+            chunk_tx,
+            started_at,
+            &types,
+            &writer_counters,
+            CHUNK_BYTES,
+        )
     });
 
     // Ticker for the progress line.
@@ -827,6 +834,7 @@ struct Written {
 /// Sends compressed bytes to the uploader in `CHUNK_BYTES` pieces.
 struct ChunkWriter {
     buf: Vec<u8>,
+    chunk: usize,
     tx: mpsc::Sender<Upload>,
 }
 
@@ -856,7 +864,7 @@ impl ChunkWriter {
 impl Write for ChunkWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK_BYTES {
+        if self.buf.len() >= self.chunk {
             self.send()?;
         }
         Ok(data.len())
@@ -874,9 +882,11 @@ fn write_archive(
     started_at: DateTime<Utc>,
     types: &[archive::ResourceType],
     counters: &Counters,
+    chunk: usize,
 ) -> Result<Written, Error> {
     let out = ChunkWriter {
-        buf: Vec::with_capacity(CHUNK_BYTES),
+        buf: Vec::with_capacity(chunk),
+        chunk,
         tx: chunks,
     };
     let mut archive = ArchiveWriter::new(out, started_at, types)?;
@@ -982,4 +992,131 @@ async fn upload(
         tracing::warn!(error = %e, "cannot abort the multipart upload");
     }
     Err(Error::Aborted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::{ArchiveReader, EntryKind};
+    use object_store::memory::InMemory;
+
+    fn types() -> Vec<archive::ResourceType> {
+        vec![archive::ResourceType {
+            key: ResourceKey::new("configmaps", ""),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespaced: true,
+        }]
+    }
+
+    async fn pipeline(
+        items: usize,
+        end: bool,
+    ) -> (Arc<InMemory>, Result<Written, Error>, Result<(), Error>) {
+        let store = Arc::new(InMemory::new());
+        let path = object_store::path::Path::from("backups/t/resources.tar.zst");
+        let counters = Arc::new(Counters::default());
+        let (chunk_tx, chunk_rx) = mpsc::channel(4);
+        let uploader = tokio::spawn(upload(store.clone(), path, chunk_rx, counters.clone()));
+        let (tx, rx) = mpsc::channel(16);
+        let c = counters.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            write_archive(rx, chunk_tx, Utc::now(), &types(), &c, 64 * 1024)
+        });
+        for i in 0..items {
+            // Large, poorly compressible items so the archive spans several chunks.
+            let body: String = rand::Rng::sample_iter(rand::rng(), rand::distr::Alphanumeric)
+                .take(1000)
+                .map(char::from)
+                .collect();
+            let json = serde_json::to_vec(
+                &serde_json::json!({"metadata": {"name": format!("c{i}")}, "data": {"x": body}}),
+            )
+            .unwrap();
+            let p = ItemPath::namespaced(ResourceKey::new("configmaps", ""), "ns", format!("c{i}"));
+            tx.send(Msg::Item(p, json)).await.unwrap();
+        }
+        if end {
+            tx.send(Msg::End).await.unwrap();
+        }
+        drop(tx);
+        let written = writer.await.unwrap();
+        let uploaded = uploader.await.unwrap();
+        (store, written, uploaded)
+    }
+
+    #[tokio::test]
+    async fn items_stream_into_one_uploaded_archive() {
+        let (store, written, uploaded) = pipeline(300, true).await;
+        uploaded.unwrap();
+        let written = written.unwrap();
+        assert_eq!(written.summary.items, 300);
+        assert_eq!(written.counts[&ResourceKey::new("configmaps", "")], 300);
+        let path = object_store::path::Path::from("backups/t/resources.tar.zst");
+        let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert!(
+            bytes.len() > 3 * 64 * 1024,
+            "spans several chunks: {}",
+            bytes.len()
+        );
+        assert_eq!(
+            written.summary.part,
+            archive::digest_reader(&bytes[..]).unwrap()
+        );
+        let mut reader = ArchiveReader::new(&bytes[..]).unwrap();
+        let items = reader
+            .entries()
+            .unwrap()
+            .filter(|e| matches!(e.as_ref().unwrap().kind, EntryKind::Item(_)))
+            .count();
+        assert_eq!(items, 300);
+        // The log has one backedUp line per item.
+        let log = read_log(written.log_file).unwrap();
+        let text = zstd::decode_all(&log[..]).unwrap();
+        assert_eq!(text.iter().filter(|b| **b == b'\n').count(), 300);
+        assert_eq!(written.log_part, archive::digest_reader(&log[..]).unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_archive_leaves_no_object() {
+        let (store, written, uploaded) = pipeline(300, false).await;
+        assert!(matches!(written, Err(Error::Aborted)));
+        assert!(matches!(uploaded, Err(Error::Aborted)));
+        let path = object_store::path::Path::from("backups/t/resources.tar.zst");
+        assert!(matches!(
+            store.head(&path).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn keep_filters() {
+        let crd =
+            serde_json::json!({"spec": {"group": "example.com", "names": {"plural": "widgets"}}});
+        let set = Arc::new(BTreeSet::from([(
+            "example.com".to_owned(),
+            "widgets".to_owned(),
+        )]));
+        assert!(Keep::CrdsOf(set.clone()).keeps(&crd, None, "widgets.example.com"));
+        let other =
+            serde_json::json!({"spec": {"group": "other.io", "names": {"plural": "widgets"}}});
+        assert!(!Keep::CrdsOf(set).keeps(&other, None, "widgets.other.io"));
+        let ns = Arc::new(BTreeSet::from(["a".to_owned()]));
+        assert!(Keep::InNamespaces(ns.clone()).keeps(&crd, Some("a"), "x"));
+        assert!(!Keep::InNamespaces(ns).keeps(&crd, Some("b"), "x"));
+        let names = Arc::new(BTreeSet::from(["pv-1".to_owned()]));
+        assert!(Keep::Named(names.clone()).keeps(&crd, None, "pv-1"));
+        assert!(!Keep::Named(names).keeps(&crd, None, "pv-2"));
+    }
+
+    #[test]
+    fn pvc_refs() {
+        let pvc = serde_json::json!({"metadata": {"name": "data", "namespace": "db"},
+            "spec": {"volumeName": "pv-1", "storageClassName": "fast", "resources": {"requests": {"storage": "1Gi"}}}});
+        let r = PvcRef::from_object(&pvc).unwrap();
+        assert_eq!(r.volume_name.as_deref(), Some("pv-1"));
+        assert_eq!(r.size.as_deref(), Some("1Gi"));
+        let unbound = serde_json::json!({"metadata": {"name": "d", "namespace": "db"}, "spec": {"volumeName": ""}});
+        assert_eq!(PvcRef::from_object(&unbound).unwrap().volume_name, None);
+    }
 }
