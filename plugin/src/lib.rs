@@ -4,10 +4,13 @@
 //! The binary is a thin shell around [`main_with`]; everything lives in this
 //! library so that tests can import it.
 
+pub mod archive;
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod location;
 pub mod output;
+pub mod progress;
 pub mod version;
 
 use std::io::ErrorKind;
@@ -140,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Version(args) => version::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
         Command::Location(args) => location::command::run(&global, args).await,
+        Command::Backup(command) => backup::commands::run(&global, command).await,
     }
 }
 
