@@ -33,7 +33,7 @@ pub struct LocationArgs {
 pub enum LocationCommand {
     /// Add a backup location after checking that it works.
     #[command(long_about = ADD_LONG_ABOUT)]
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List the backup locations.
     #[command(visible_alias = "ls")]
     List(ListArgs),
@@ -199,7 +199,7 @@ pub struct ValidateArgs {
 /// Run a `location` subcommand.
 pub async fn run(global: &GlobalArgs, args: LocationArgs) -> anyhow::Result<Outcome> {
     match args.command {
-        LocationCommand::Add(args) => add(global, args).await,
+        LocationCommand::Add(args) => add(global, *args).await,
         LocationCommand::List(args) => list(global, args).await,
         LocationCommand::Describe(args) => describe(global, args).await,
         LocationCommand::Validate(args) => validate(global, args).await,
