@@ -646,3 +646,29 @@ async fn gcs_location_is_configured_but_cannot_be_written_to_on_fake_gcs() {
         .await;
     assert!(err.contains("service-account"), "{err}");
 }
+
+/// Web identity without its environment is refused with the variables to
+/// set. The successful path is not exercised here: object_store sends
+/// AssumeRoleWithWebIdentity unsigned, and moto's single-port server routes
+/// unsigned requests to S3, not STS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_identity_needs_its_environment() {
+    let (_cluster, plugin, _cleanup) = setup("loc-irsa").await;
+    let err = plugin
+        .fails(
+            &[
+                "location",
+                "add",
+                "irsa",
+                "--provider",
+                "aws",
+                "--bucket",
+                "irsa",
+                "--web-identity",
+            ],
+            1,
+        )
+        .await;
+    assert!(err.contains("AWS_WEB_IDENTITY_TOKEN_FILE"), "{err}");
+    assert!(err.contains("AWS_ROLE_ARN"), "{err}");
+}
