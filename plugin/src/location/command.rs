@@ -706,7 +706,14 @@ async fn validate(global: &GlobalArgs, args: ValidateArgs) -> anyhow::Result<Out
             let named = catalog::get(&client, &global.tool_namespace, name).await?;
             super::open_named(&named, &OpenOptions::quick())?
         }
-        None => super::resolve(global, None).await?,
+        // The default location, as resolve() finds it, but with quick retries.
+        None => match crate::cluster::connect(global).await {
+            Ok(client) => match catalog::default_location(&client, &global.tool_namespace).await? {
+                Some(named) => super::open_named(&named, &OpenOptions::quick())?,
+                None => super::open_local(&super::default_local_dir())?,
+            },
+            Err(_) => super::open_local(&super::default_local_dir())?,
+        },
     };
     let report = probe::probe(&store).await?;
     if args.output.is_machine() {
