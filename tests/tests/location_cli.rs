@@ -162,6 +162,14 @@ async fn locations_are_added_listed_described_validated_and_deleted() {
     let folder = files.path().join("folder");
     let folder_arg = folder.display().to_string();
 
+    // Nothing saved yet: the default is the local folder.
+    let out = plugin.ok(&["location", "validate"]).await;
+    let local = format!(
+        "location file://{} is usable",
+        plugin.local_dir.path().display()
+    );
+    assert!(out.contains(&local), "{out}");
+
     let out = plugin
         .ok(&[
             "location",

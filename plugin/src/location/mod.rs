@@ -109,8 +109,8 @@ pub enum Error {
         /// The API error.
         source: kube::Error,
     },
-    /// No cluster to read named locations from.
-    #[error("backup location {name:?} is a named location, which needs a cluster: {reason:#}")]
+    /// No cluster to read named (or the default) locations from.
+    #[error("backup location {name} is kept in the cluster, which cannot be reached: {reason:#}")]
     NoCluster {
         /// The location asked for.
         name: String,
@@ -230,6 +230,13 @@ pub async fn resolve(global: &GlobalArgs, location: Option<&str>) -> Result<Stor
         }
         None => match crate::cluster::connect(global).await {
             Ok(client) => resolve_with_client(&client, &global.tool_namespace, None).await,
+            // A cluster asked for explicitly must work.
+            Err(reason) if global.kubeconfig.is_some() || global.context.is_some() => {
+                Err(Error::NoCluster {
+                    name: "(default)".to_owned(),
+                    reason,
+                })
+            }
             // No cluster configured at all: the local folder, as documented.
             Err(error) => {
                 tracing::debug!(error = %format!("{error:#}"), "no cluster; using the local default location");
