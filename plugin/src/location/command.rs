@@ -49,7 +49,8 @@ pub enum LocationCommand {
     Delete(NameArgs),
 }
 
-const ADD_LONG_ABOUT: &str = "Add a backup location after checking that it works.\n\n\
+const ADD_LONG_ABOUT: &str = concat!(
+    "Add a backup location after checking that it works.\n\n\
 The location is kept in a Secret in the tool namespace (--tool-namespace, created if missing), \
 with its credentials. Before saving, a probe object is written, read, listed and deleted; if a \
 step fails the location is not saved and the error says why (bucket missing, access denied, \
@@ -66,15 +67,17 @@ azure: --credentials-file of KEY=VALUE lines, or the same variables: \
 AZURE_STORAGE_ACCOUNT_ACCESS_KEY, or AZURE_STORAGE_SAS_TOKEN, or AZURE_TENANT_ID + \
 AZURE_CLIENT_ID + AZURE_CLIENT_SECRET.\n  \
 fs: none.\n\n\
-Examples:\n  \
-kubectl backup location add prod --provider aws --bucket my-backups --region eu-west-1 \
---credentials-file ~/.aws/credentials --default\n  \
-kubectl backup location add lab --provider minio --bucket backups --endpoint \
-https://minio.lab:9000 --ca-cert lab-ca.pem --credentials-file minio.ini\n  \
-kubectl backup location add gcp --provider gcs --bucket my-backups --credentials-file sa.json\n  \
-kubectl backup location add az --provider azure --storage-account acct --container backups \
---credentials-file azure.env\n  \
-kubectl backup location add local --provider fs --path /var/backups";
+",
+    "Examples:\n",
+    "  kubectl backup location add prod --provider aws --bucket my-backups \\\n",
+    "      --region eu-west-1 --credentials-file ~/.aws/credentials --default\n",
+    "  kubectl backup location add lab --provider minio --bucket backups \\\n",
+    "      --endpoint https://minio.lab:9000 --ca-cert lab-ca.pem --credentials-file minio.ini\n",
+    "  kubectl backup location add gcp --provider gcs --bucket my-backups --credentials-file sa.json\n",
+    "  kubectl backup location add az --provider azure --storage-account acct \\\n",
+    "      --container backups --credentials-file azure.env\n",
+    "  kubectl backup location add local --provider fs --path /var/backups"
+);
 
 /// Arguments of `location add`.
 #[derive(Debug, Clone, Args)]
