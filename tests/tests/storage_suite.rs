@@ -355,14 +355,7 @@ async fn azure_azurite_sas_token() {
         &quick(),
     )
     .expect("open");
-    writable_suite_with(
-        &store,
-        Quirks {
-            no_delete: true,
-            ..Quirks::default()
-        },
-    )
-    .await;
+    writable_suite_with(&store, Quirks { no_delete: true }).await;
 }
 
 // === GCS (fake-gcs-server): configuration, credentials, reads, listing ===

@@ -1,7 +1,8 @@
 //! Named locations as Kubernetes Secrets in the tool's namespace: one Secret
 //! `backup-location-<name>` per location holding `config.json` (the
 //! [`LocationSpec`]) and one key per credential, labelled so that they can be
-//! listed, with the default location marked by an annotation.
+//! listed and are never backed up, with the default location marked by an
+//! annotation.
 
 use std::collections::BTreeMap;
 
@@ -70,6 +71,11 @@ impl NamedLocation {
                         backup_common::MANAGED_BY.to_owned(),
                     ),
                     (LABEL_LOCATION.to_owned(), self.name.clone()),
+                    // Credentials never go into a backup.
+                    (
+                        backup_common::LABEL_EXCLUDE_FROM_BACKUP.to_owned(),
+                        "true".to_owned(),
+                    ),
                 ])),
                 annotations: (!annotations.is_empty()).then_some(annotations),
                 ..ObjectMeta::default()
@@ -295,6 +301,8 @@ mod tests {
         let secret = location.to_secret("kubectl-backup").unwrap();
         assert_eq!(secret.metadata.name.as_deref(), Some("backup-location-lab"));
         assert_eq!(secret.type_.as_deref(), Some(SECRET_TYPE));
+        let labels = secret.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[backup_common::LABEL_EXCLUDE_FROM_BACKUP], "true");
         let data = secret.data.as_ref().unwrap();
         assert_eq!(
             data.keys().collect::<Vec<_>>(),

@@ -33,7 +33,7 @@ pub struct LocationArgs {
 pub enum LocationCommand {
     /// Add a backup location after checking that it works.
     #[command(long_about = ADD_LONG_ABOUT)]
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List the backup locations.
     #[command(visible_alias = "ls")]
     List(ListArgs),
@@ -49,7 +49,8 @@ pub enum LocationCommand {
     Delete(NameArgs),
 }
 
-const ADD_LONG_ABOUT: &str = "Add a backup location after checking that it works.\n\n\
+const ADD_LONG_ABOUT: &str = concat!(
+    "Add a backup location after checking that it works.\n\n\
 The location is kept in a Secret in the tool namespace (--tool-namespace, created if missing), \
 with its credentials. Before saving, a probe object is written, read, listed and deleted; if a \
 step fails the location is not saved and the error says why (bucket missing, access denied, \
@@ -66,15 +67,17 @@ azure: --credentials-file of KEY=VALUE lines, or the same variables: \
 AZURE_STORAGE_ACCOUNT_ACCESS_KEY, or AZURE_STORAGE_SAS_TOKEN, or AZURE_TENANT_ID + \
 AZURE_CLIENT_ID + AZURE_CLIENT_SECRET.\n  \
 fs: none.\n\n\
-Examples:\n  \
-kubectl backup location add prod --provider aws --bucket my-backups --region eu-west-1 \
---credentials-file ~/.aws/credentials --default\n  \
-kubectl backup location add lab --provider minio --bucket backups --endpoint \
-https://minio.lab:9000 --ca-cert lab-ca.pem --credentials-file minio.ini\n  \
-kubectl backup location add gcp --provider gcs --bucket my-backups --credentials-file sa.json\n  \
-kubectl backup location add az --provider azure --storage-account acct --container backups \
---credentials-file azure.env\n  \
-kubectl backup location add local --provider fs --path /var/backups";
+",
+    "Examples:\n",
+    "  kubectl backup location add prod --provider aws --bucket my-backups \\\n",
+    "      --region eu-west-1 --credentials-file ~/.aws/credentials --default\n",
+    "  kubectl backup location add lab --provider minio --bucket backups \\\n",
+    "      --endpoint https://minio.lab:9000 --ca-cert lab-ca.pem --credentials-file minio.ini\n",
+    "  kubectl backup location add gcp --provider gcs --bucket my-backups --credentials-file sa.json\n",
+    "  kubectl backup location add az --provider azure --storage-account acct \\\n",
+    "      --container backups --credentials-file azure.env\n",
+    "  kubectl backup location add local --provider fs --path /var/backups"
+);
 
 /// Arguments of `location add`.
 #[derive(Debug, Clone, Args)]
@@ -199,7 +202,7 @@ pub struct ValidateArgs {
 /// Run a `location` subcommand.
 pub async fn run(global: &GlobalArgs, args: LocationArgs) -> anyhow::Result<Outcome> {
     match args.command {
-        LocationCommand::Add(args) => add(global, args).await,
+        LocationCommand::Add(args) => add(global, *args).await,
         LocationCommand::List(args) => list(global, args).await,
         LocationCommand::Describe(args) => describe(global, args).await,
         LocationCommand::Validate(args) => validate(global, args).await,
@@ -700,13 +703,20 @@ async fn describe(global: &GlobalArgs, args: NameArgs) -> anyhow::Result<Outcome
 
 async fn validate(global: &GlobalArgs, args: ValidateArgs) -> anyhow::Result<Outcome> {
     let store = match args.location.as_deref() {
-        Some(url) if super::is_url(url) => super::open_url(url)?,
+        Some(url) if super::is_url(url) => super::open_url_with(url, &OpenOptions::quick())?,
         Some(name) => {
             let client = crate::cluster::connect(global).await?;
             let named = catalog::get(&client, &global.tool_namespace, name).await?;
             super::open_named(&named, &OpenOptions::quick())?
         }
-        None => super::resolve(global, None).await?,
+        // The default location, as resolve() finds it, but with quick retries.
+        None => match crate::cluster::connect(global).await {
+            Ok(client) => match catalog::default_location(&client, &global.tool_namespace).await? {
+                Some(named) => super::open_named(&named, &OpenOptions::quick())?,
+                None => super::open_local(&super::default_local_dir())?,
+            },
+            Err(_) => super::open_local(&super::default_local_dir())?,
+        },
     };
     let report = probe::probe(&store).await?;
     if args.output.is_machine() {

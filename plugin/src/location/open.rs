@@ -163,10 +163,10 @@ fn s3_builder(
     // virtual-hosted requests (`bucket.endpoint/key`) unless told otherwise.
     let virtual_hosted = spec.provider == Provider::Aws && !spec.force_path_style;
     let mut builder = AmazonS3Builder::new();
-    // Static keys stored with the location win; otherwise the environment's.
-    let credentials = credentials
-        .clone()
-        .or(super::spec::aws_credentials_from_env(std::env::vars()));
+    let credentials = aws_credentials_or(
+        credentials,
+        super::spec::aws_credentials_from_env(std::env::vars()),
+    );
     builder = builder
         .with_bucket_name(bucket)
         .with_region(region)
@@ -242,7 +242,7 @@ fn s3_builder(
             let (Some(token_file), Some(role_arn)) = (token_file, role_arn) else {
                 return Err(missing(
                     name,
-                    "web identity: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN must be set (EKS sets them for a service account annotated with eks.amazonaws.com/role-arn)",
+                    "web identity: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN must be set (EKS sets them for a service account annotated with eks.amazonaws.com/role-arn; to save such a location from outside the cluster, add it with --skip-validation)",
                 ));
             };
             builder = builder
@@ -257,6 +257,22 @@ fn s3_builder(
         }
     }
     Ok(builder)
+}
+
+/// The stored access key as a whole, or (when none is stored) the
+/// environment's. Mixing would be wrong: an unrelated `AWS_SESSION_TOKEN`
+/// from the user's shell would break a stored long-term key's signatures.
+fn aws_credentials_or(stored: &Credentials, env: Credentials) -> Credentials {
+    if stored.aws_access_key_id.is_some() {
+        return stored.clone();
+    }
+    Credentials {
+        aws_access_key_id: env.aws_access_key_id,
+        aws_secret_access_key: env.aws_secret_access_key,
+        aws_session_token: env.aws_session_token,
+        aws_external_id: stored.aws_external_id.clone().or(env.aws_external_id),
+        ..stored.clone()
+    }
 }
 
 /// `https://host/` → `https://bucket.host`: with a custom endpoint
@@ -373,9 +389,17 @@ fn azure_builder(
         .storage_account
         .as_deref()
         .ok_or_else(|| missing(name, "storage account"))?;
-    let credentials = credentials
-        .clone()
-        .or(super::spec::azure_credentials_from_env(std::env::vars()));
+    // Stored credentials are used as a whole; the environment's only when
+    // none are stored, so that an unrelated variable never mixes in.
+    let credentials = if credentials
+        .field_names()
+        .iter()
+        .any(|f| f.starts_with("azure_"))
+    {
+        credentials.clone()
+    } else {
+        super::spec::azure_credentials_from_env(std::env::vars())
+    };
     let mut builder = MicrosoftAzureBuilder::new()
         .with_account(account)
         .with_container_name(container)
@@ -413,4 +437,71 @@ fn azure_builder(
         ));
     }
     Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_keys_never_mix_with_the_environment() {
+        let stored = Credentials {
+            aws_access_key_id: Some("AKIA-STORED".into()),
+            aws_secret_access_key: Some("stored".into()),
+            ..Credentials::default()
+        };
+        let env = Credentials {
+            aws_access_key_id: Some("ASIA-ENV".into()),
+            aws_secret_access_key: Some("env".into()),
+            aws_session_token: Some("token".into()),
+            ..Credentials::default()
+        };
+        assert_eq!(aws_credentials_or(&stored, env.clone()), stored);
+
+        // Nothing stored but an external id: keys from the environment.
+        let role_only = Credentials {
+            aws_external_id: Some("ext".into()),
+            ..Credentials::default()
+        };
+        let merged = aws_credentials_or(&role_only, env);
+        assert_eq!(merged.aws_access_key_id.as_deref(), Some("ASIA-ENV"));
+        assert_eq!(merged.aws_session_token.as_deref(), Some("token"));
+        assert_eq!(merged.aws_external_id.as_deref(), Some("ext"));
+    }
+
+    #[test]
+    fn virtual_hosted_endpoints_name_the_bucket() {
+        assert_eq!(
+            bucket_in_host("x", "https://s3.example.com:9000/", "b").unwrap(),
+            "https://b.s3.example.com:9000"
+        );
+        assert!(bucket_in_host("x", "not a url", "b").is_err());
+    }
+
+    #[test]
+    fn incomplete_specs_are_reported() {
+        let spec = LocationSpec::new(Provider::Minio);
+        let err =
+            open_spec("m", &spec, &Credentials::default(), &OpenOptions::quick()).unwrap_err();
+        assert!(err.to_string().contains("missing bucket"), "{err}");
+        let mut spec = LocationSpec::new(Provider::Azure);
+        spec.bucket = Some("c".into());
+        spec.storage_account = Some("a".into());
+        spec.endpoint = Some("http://127.0.0.1:1/a".into());
+        let creds = Credentials {
+            azure_account_key: Some("a2V5".into()),
+            ..Credentials::default()
+        };
+        assert!(open_spec("a", &spec, &creds, &OpenOptions::quick()).is_ok());
+        let mut bad_ca = LocationSpec::new(Provider::Aws);
+        bad_ca.bucket = Some("b".into());
+        bad_ca.ca_certificate = Some("not pem".into());
+        let creds = Credentials {
+            aws_access_key_id: Some("k".into()),
+            aws_secret_access_key: Some("s".into()),
+            ..Credentials::default()
+        };
+        let err = open_spec("c", &bad_ca, &creds, &OpenOptions::quick()).unwrap_err();
+        assert!(matches!(err, Error::CaCertificate { .. }), "{err}");
+    }
 }

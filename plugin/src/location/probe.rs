@@ -138,30 +138,47 @@ pub struct ProbeReport {
 pub async fn probe(store: &Store) -> Result<ProbeReport, ProbeError> {
     let key = format!("{PROBE_DIR}/{}", uuid::Uuid::new_v4());
     let path = store.path(&key);
-    let dir = store.path(PROBE_DIR);
     let content = format!("kubectl-backup location probe {}\n", chrono::Utc::now());
     let backend = store.object_store();
-    let fail = |step: Step, error: &(dyn std::error::Error + 'static)| ProbeError {
-        location: store.name().to_owned(),
-        step,
-        failure: classify(error),
-        detail: error_chain(error),
-    };
     let mut steps = Vec::new();
-    let mut timer = Instant::now();
-    let mut lap = |step: Step, steps: &mut Vec<(Step, u64)>| {
-        steps.push((step, millis(timer.elapsed())));
-        timer = Instant::now();
-    };
 
+    let started = Instant::now();
     backend
         .put(&path, PutPayload::from(content.clone().into_bytes()))
         .await
-        .map_err(|e| fail(Step::Write, &e))?;
-    lap(Step::Write, &mut steps);
+        .map_err(|e| failure(store, Step::Write, &e))?;
+    steps.push((Step::Write, millis(started.elapsed())));
 
-    let read = async { backend.get(&path).await?.bytes().await };
-    let bytes = read.await.map_err(|e| fail(Step::Read, &e))?;
+    if let Err(error) = read_and_list(store, &path, &content, &mut steps).await {
+        // Best effort: do not leave the probe object behind.
+        let _ = backend.delete(&path).await;
+        return Err(error);
+    }
+
+    let started = Instant::now();
+    backend
+        .delete(&path)
+        .await
+        .map_err(|e| failure(store, Step::Delete, &e))?;
+    steps.push((Step::Delete, millis(started.elapsed())));
+
+    Ok(ProbeReport {
+        location: store.name().to_owned(),
+        steps,
+    })
+}
+
+/// The read and list steps, once the probe object is written.
+async fn read_and_list(
+    store: &Store,
+    path: &object_store::path::Path,
+    content: &str,
+    steps: &mut Vec<(Step, u64)>,
+) -> Result<(), ProbeError> {
+    let backend = store.object_store();
+    let started = Instant::now();
+    let read = async { backend.get(path).await?.bytes().await };
+    let bytes = read.await.map_err(|e| failure(store, Step::Read, &e))?;
     if bytes.as_ref() != content.as_bytes() {
         return Err(ProbeError {
             location: store.name().to_owned(),
@@ -174,14 +191,16 @@ pub async fn probe(store: &Store) -> Result<ProbeReport, ProbeError> {
             ),
         });
     }
-    lap(Step::Read, &mut steps);
+    steps.push((Step::Read, millis(started.elapsed())));
 
+    let started = Instant::now();
+    let dir = store.path(PROBE_DIR);
     let listed: Vec<_> = backend
         .list(Some(&dir))
         .try_collect()
         .await
-        .map_err(|e| fail(Step::List, &e))?;
-    if !listed.iter().any(|meta| meta.location == path) {
+        .map_err(|e| failure(store, Step::List, &e))?;
+    if !listed.iter().any(|meta| &meta.location == path) {
         return Err(ProbeError {
             location: store.name().to_owned(),
             step: Step::List,
@@ -189,18 +208,17 @@ pub async fn probe(store: &Store) -> Result<ProbeReport, ProbeError> {
             detail: format!("the probe object {path} is missing from the listing of {dir}"),
         });
     }
-    lap(Step::List, &mut steps);
+    steps.push((Step::List, millis(started.elapsed())));
+    Ok(())
+}
 
-    backend
-        .delete(&path)
-        .await
-        .map_err(|e| fail(Step::Delete, &e))?;
-    lap(Step::Delete, &mut steps);
-
-    Ok(ProbeReport {
+fn failure(store: &Store, step: Step, error: &(dyn std::error::Error + 'static)) -> ProbeError {
+    ProbeError {
         location: store.name().to_owned(),
-        steps,
-    })
+        step,
+        failure: classify(error),
+        detail: error_chain(error),
+    }
 }
 
 fn millis(d: Duration) -> u64 {
