@@ -343,7 +343,8 @@ pub async fn create_backup(
         crate::cluster::load_config(global.kubeconfig.as_deref(), global.context.as_deref())
             .await?;
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
+    let client =
+        super::retry::client_without_retries(config).context("cannot build a Kubernetes client")?;
     let context = global.context.clone().or_else(|| current_context(global));
     let machine = output.is_some_and(OutputFormat::is_machine);
     let progress = Progress::new(!machine);
