@@ -349,6 +349,7 @@ pub async fn create_backup(
     let context = global.context.clone().or_else(|| current_context(global));
     let machine = output.is_some_and(OutputFormat::is_machine);
     let progress = Progress::new(!machine);
+    progress.message("discovering resources and namespaces");
 
     let prepared = run::prepare(&client, &request.options)
         .await
