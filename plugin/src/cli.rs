@@ -77,6 +77,9 @@ zsh:   kubectl backup completion zsh > \"${fpath[1]}/_kubectl-backup\"\n\
 fish:  kubectl backup completion fish | source"
     )]
     Completion(CompletionArgs),
+
+    /// etcd snapshots: take, list, verify, prune, schedule and restore them.
+    Etcd(crate::etcd::EtcdArgs),
 }
 
 /// Arguments of `completion`.

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod etcd;
 pub mod location;
 pub mod output;
 pub mod version;
@@ -139,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Version(args) => version::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
+        Command::Etcd(args) => etcd::run(&global, args).await,
     }
 }
 
