@@ -2,7 +2,22 @@
 //!
 //! A location resolves to a [`Store`]: an object_store backend plus a key
 //! prefix inside it. Every other module reads and writes through a `Store`
-//! and never cares which provider is behind it.
+//! and never cares which provider is behind it; [`resolve`] is the one call
+//! that turns a `--location` value (a name, a URL, or nothing) into one.
+//!
+//! - [`spec`]: what a location is (provider, settings, credentials);
+//! - [`catalog`]: named locations as Secrets in the tool's namespace;
+//! - [`open`]: building the object_store client for a provider;
+//! - [`sts`]: AWS AssumeRole with an external id;
+//! - [`probe`]: checking a location works, and explaining why not;
+//! - [`command`]: `kubectl backup location add|list|describe|validate|delete`.
+
+pub mod catalog;
+pub mod command;
+pub mod open;
+pub mod probe;
+pub mod spec;
+pub mod sts;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +25,8 @@ use std::sync::Arc;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+
+use crate::cli::GlobalArgs;
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +54,68 @@ pub enum Error {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// A setting the provider needs is missing.
+    #[error("location {location} is incomplete: missing {missing}")]
+    Incomplete {
+        /// The location.
+        location: String,
+        /// What is missing.
+        missing: String,
+    },
+    /// The CA certificate is unusable.
+    #[error("location {location}: invalid CA certificate: {reason}")]
+    CaCertificate {
+        /// The location.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No location of that name.
+    #[error(
+        "backup location {name:?} not found in namespace {namespace} (see 'kubectl backup location list', or pass a URL such as s3://bucket/prefix or file:///path)"
+    )]
+    NotFound {
+        /// The name asked for.
+        name: String,
+        /// The tool namespace searched.
+        namespace: String,
+    },
+    /// A location of that name exists already.
+    #[error(
+        "backup location {name:?} already exists in namespace {namespace}; delete it first to replace it"
+    )]
+    AlreadyExists {
+        /// The name.
+        name: String,
+        /// The tool namespace.
+        namespace: String,
+    },
+    /// A location Secret that cannot be read back.
+    #[error("backup location {name:?} is damaged: {reason}")]
+    Stored {
+        /// The location.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The cluster refused or failed a request.
+    #[error("{action} in namespace {namespace} failed: {source}")]
+    Cluster {
+        /// What was being done.
+        action: String,
+        /// The tool namespace.
+        namespace: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// No cluster to read named locations from.
+    #[error("backup location {name:?} is a named location, which needs a cluster: {reason:#}")]
+    NoCluster {
+        /// The location asked for.
+        name: String,
+        /// Why no cluster could be reached.
+        reason: anyhow::Error,
     },
 }
 
@@ -122,6 +201,88 @@ pub fn open_local(dir: &std::path::Path) -> Result<Store> {
         Arc::new(fs),
         Path::default(),
     ))
+}
+
+/// Does `location` look like a URL rather than a location name?
+pub fn is_url(location: &str) -> bool {
+    location.contains("://")
+}
+
+/// Turn a `--location` value into a [`Store`]:
+///
+/// - a URL (`s3://`, `gs://`, `az://`, `file:///`): opened with credentials
+///   from the environment, no cluster needed ([`open_url`]);
+/// - a name: the location Secret in the tool namespace (needs the cluster);
+/// - nothing: the default location marked in the cluster when a cluster is
+///   configured and has one, else the local folder [`default_local_dir`].
+pub async fn resolve(global: &GlobalArgs, location: Option<&str>) -> Result<Store> {
+    match location {
+        Some(url) if is_url(url) => open_url(url),
+        Some(name) => {
+            let client =
+                crate::cluster::connect(global)
+                    .await
+                    .map_err(|reason| Error::NoCluster {
+                        name: name.to_owned(),
+                        reason,
+                    })?;
+            resolve_with_client(&client, &global.tool_namespace, Some(name)).await
+        }
+        None => match crate::cluster::connect(global).await {
+            Ok(client) => resolve_with_client(&client, &global.tool_namespace, None).await,
+            // No cluster configured at all: the local folder, as documented.
+            Err(error) => {
+                tracing::debug!(error = %format!("{error:#}"), "no cluster; using the local default location");
+                open_local(&default_local_dir())
+            }
+        },
+    }
+}
+
+/// [`resolve`] with a client already connected to the cluster that holds
+/// the named locations.
+pub async fn resolve_with_client(
+    client: &kube::Client,
+    tool_namespace: &str,
+    location: Option<&str>,
+) -> Result<Store> {
+    match location {
+        Some(url) if is_url(url) => open_url(url),
+        Some(name) => {
+            let named = catalog::get(client, tool_namespace, name).await?;
+            open_named(&named, &open::OpenOptions::default())
+        }
+        None => match catalog::default_location(client, tool_namespace).await {
+            Ok(Some(named)) => open_named(&named, &open::OpenOptions::default()),
+            Ok(None) => open_local(&default_local_dir()),
+            // The cluster is configured but does not answer at all (as
+            // opposed to refusing): the local default is still useful for
+            // reading backups, so say so and carry on.
+            Err(Error::Cluster {
+                source: source @ (kube::Error::HyperError(_) | kube::Error::Service(_)),
+                ..
+            }) => {
+                let dir = default_local_dir();
+                tracing::warn!(
+                    error = %source,
+                    "cannot reach the cluster to look up the default location; using {}",
+                    dir.display()
+                );
+                open_local(&dir)
+            }
+            Err(error) => Err(error),
+        },
+    }
+}
+
+/// Open a stored location.
+pub fn open_named(location: &catalog::NamedLocation, options: &open::OpenOptions) -> Result<Store> {
+    open::open_spec(
+        &location.name,
+        &location.spec,
+        &location.credentials,
+        options,
+    )
 }
 
 /// Open an ad-hoc location URL (`file:///path`, `s3://bucket/prefix`,
