@@ -68,24 +68,17 @@ pub enum EtcdCommand {
 /// Where snapshots are stored.
 #[derive(Debug, Clone, Args)]
 pub struct LocationArgs {
-    /// Backup location: an object-store URL (s3://bucket/prefix, gs://…, az://…,
-    /// file:///path). Default: the local folder (~/.local/share/kubectl-backup).
+    /// Backup location: a name from `kubectl backup location list`, or an
+    /// object-store URL (s3://bucket/prefix, gs://…, az://…, file:///path).
+    /// Default: the cluster's default location, else the local folder.
     #[arg(long, value_name = "LOCATION", env = "KUBECTL_BACKUP_LOCATION")]
     pub location: Option<String>,
 }
 
 impl LocationArgs {
-    /// Open the location.
-    pub fn open(&self) -> anyhow::Result<Store> {
-        match self.location.as_deref() {
-            None => Ok(location::open_local(&location::default_local_dir())?),
-            Some(url) if url.contains("://") => Ok(location::open_url(url)?),
-            Some(path) if path.starts_with('/') => Ok(location::open_local(Path::new(path))?),
-            Some(name) => Err(UsageError(format!(
-                "location {name:?} is not a URL: give an object-store URL (s3://bucket/prefix, gs://…, az://…) or file:///path"
-            ))
-            .into()),
-        }
+    /// Open the location (see `location::resolve`).
+    pub async fn open(&self, global: &GlobalArgs) -> anyhow::Result<Store> {
+        Ok(location::resolve(global, self.location.as_deref()).await?)
     }
 }
 
@@ -384,13 +377,13 @@ pub struct RestoreArgs {
 pub async fn run(global: &GlobalArgs, args: EtcdArgs) -> anyhow::Result<Outcome> {
     match args.command {
         EtcdCommand::Snapshot(a) => snapshot_cmd(global, a).await,
-        EtcdCommand::List(a) => list_cmd(a).await,
-        EtcdCommand::Status(a) => status_cmd(a).await,
-        EtcdCommand::Verify(a) => verify_cmd(a).await,
-        EtcdCommand::Prune(a) => prune_cmd(a).await,
-        EtcdCommand::Download(a) => download_cmd(a).await,
+        EtcdCommand::List(a) => list_cmd(global, a).await,
+        EtcdCommand::Status(a) => status_cmd(global, a).await,
+        EtcdCommand::Verify(a) => verify_cmd(global, a).await,
+        EtcdCommand::Prune(a) => prune_cmd(global, a).await,
+        EtcdCommand::Download(a) => download_cmd(global, a).await,
         EtcdCommand::Schedule(c) => schedule_cmd(global, c).await,
-        EtcdCommand::Restore(a) => restore_cmd(a).await,
+        EtcdCommand::Restore(a) => restore_cmd(global, a).await,
     }
 }
 
@@ -490,7 +483,7 @@ async fn snapshot_cmd(global: &GlobalArgs, a: SnapshotArgs) -> anyhow::Result<Ou
     if let Some(node) = a.via_node.clone() {
         return via_node(global, a, &node).await;
     }
-    let store = a.location.open()?;
+    let store = a.location.open(global).await?;
     let request = snapshot::Request {
         cluster: a.cluster.clone(),
         name: a.name.clone(),
@@ -637,8 +630,8 @@ async fn via_node(global: &GlobalArgs, a: SnapshotArgs, node: &str) -> anyhow::R
 
 // === list, status ===
 
-async fn list_cmd(a: ListArgs) -> anyhow::Result<Outcome> {
-    let store = a.location.open()?;
+async fn list_cmd(global: &GlobalArgs, a: ListArgs) -> anyhow::Result<Outcome> {
+    let store = a.location.open(global).await?;
     let metas = load_catalog(&store, a.cluster.as_deref()).await?;
     if a.output.is_machine() {
         print_structured(a.output, &metas)?;
@@ -700,8 +693,8 @@ struct DeepStatus {
     file_status: Option<serde_json::Value>,
 }
 
-async fn status_cmd(a: StatusArgs) -> anyhow::Result<Outcome> {
-    let store = a.location.open()?;
+async fn status_cmd(global: &GlobalArgs, a: StatusArgs) -> anyhow::Result<Outcome> {
+    let store = a.location.open(global).await?;
     let meta = find(&store, &a.snapshot).await?;
     let mut deep = None;
     if a.deep {
@@ -881,8 +874,8 @@ async fn verify_one(
     })
 }
 
-async fn verify_cmd(a: VerifyArgs) -> anyhow::Result<Outcome> {
-    let store = a.location.open()?;
+async fn verify_cmd(global: &GlobalArgs, a: VerifyArgs) -> anyhow::Result<Outcome> {
+    let store = a.location.open(global).await?;
     let metas = load_catalog(&store, a.cluster.as_deref()).await?;
     let targets: Vec<SnapshotMeta> = match &a.snapshot {
         Some(r) => vec![catalog::resolve(&metas, r, store.name())?.clone()],
@@ -921,8 +914,8 @@ async fn verify_cmd(a: VerifyArgs) -> anyhow::Result<Outcome> {
 
 // === prune, download ===
 
-async fn prune_cmd(a: PruneArgs) -> anyhow::Result<Outcome> {
-    let store = a.location.open()?;
+async fn prune_cmd(global: &GlobalArgs, a: PruneArgs) -> anyhow::Result<Outcome> {
+    let store = a.location.open(global).await?;
     let rules = Retention {
         keep: a.keep,
         max_age: a.max_age.map(chrono_duration).transpose()?,
@@ -952,8 +945,8 @@ async fn prune_cmd(a: PruneArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-async fn download_cmd(a: DownloadArgs) -> anyhow::Result<Outcome> {
-    let store = a.location.open()?;
+async fn download_cmd(global: &GlobalArgs, a: DownloadArgs) -> anyhow::Result<Outcome> {
+    let store = a.location.open(global).await?;
     let meta = find(&store, &a.snapshot).await?;
     let decoded = stored::download_to(
         &store,
@@ -1124,8 +1117,8 @@ struct RestoreReport {
     warnings: Vec<String>,
 }
 
-async fn restore_cmd(a: RestoreArgs) -> anyhow::Result<Outcome> {
-    let store = a.location.open()?;
+async fn restore_cmd(global: &GlobalArgs, a: RestoreArgs) -> anyhow::Result<Outcome> {
+    let store = a.location.open(global).await?;
     let members = restore::parse_initial_cluster(&a.initial_cluster)
         .map_err(|e| UsageError(e.to_string()))?;
     let meta = find(&store, &a.snapshot).await?;
