@@ -700,7 +700,7 @@ async fn describe(global: &GlobalArgs, args: NameArgs) -> anyhow::Result<Outcome
 
 async fn validate(global: &GlobalArgs, args: ValidateArgs) -> anyhow::Result<Outcome> {
     let store = match args.location.as_deref() {
-        Some(url) if super::is_url(url) => super::open_url(url)?,
+        Some(url) if super::is_url(url) => super::open_url_with(url, &OpenOptions::quick())?,
         Some(name) => {
             let client = crate::cluster::connect(global).await?;
             let named = catalog::get(&client, &global.tool_namespace, name).await?;

@@ -287,31 +287,69 @@ pub fn open_named(location: &catalog::NamedLocation, options: &open::OpenOptions
 
 /// Open an ad-hoc location URL (`file:///path`, `s3://bucket/prefix`,
 /// `gs://bucket/prefix`, `az://container/prefix`) with credentials and
-/// options from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+/// options from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`), and
+/// object_store's default retries.
 pub fn open_url(url: &str) -> Result<Store> {
-    let parsed = url::Url::parse(url).map_err(|e| Error::InvalidUrl {
+    open_url_with(url, &open::OpenOptions::default())
+}
+
+/// [`open_url`] with the retry policy of `options` (e.g. quick retries for
+/// validation).
+pub fn open_url_with(url: &str, options: &open::OpenOptions) -> Result<Store> {
+    use object_store::ObjectStoreScheme;
+    use object_store::aws::AmazonS3Builder;
+    use object_store::azure::MicrosoftAzureBuilder;
+    use object_store::gcp::GoogleCloudStorageBuilder;
+
+    let invalid = |reason: String| Error::InvalidUrl {
         url: url.to_owned(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
     if parsed.scheme() == "file" {
-        let dir = parsed.to_file_path().map_err(|()| Error::InvalidUrl {
-            url: url.to_owned(),
-            reason: "a file URL needs an absolute path, e.g. file:///var/backups".to_owned(),
+        let dir = parsed.to_file_path().map_err(|()| {
+            invalid("a file URL needs an absolute path, e.g. file:///var/backups".to_owned())
         })?;
         return open_local(&dir);
     }
-    let env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| {
-            k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_")
-        })
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
-    let (store, prefix) =
-        object_store::parse_url_opts(&parsed, env).map_err(|source| Error::Open {
-            location: url.to_owned(),
-            source,
-        })?;
-    Ok(Store::new(url, Arc::from(store), prefix))
+    let open_error = |source| Error::Open {
+        location: url.to_owned(),
+        source,
+    };
+    let (scheme, prefix) = ObjectStoreScheme::parse(&parsed).map_err(|e| invalid(e.to_string()))?;
+    let retry = options.retry.clone();
+    // from_env() picks up credentials and client options (AWS_ALLOW_HTTP,
+    // AWS_ENDPOINT, …); the URL then sets bucket/container and prefix.
+    let store: Arc<dyn ObjectStore> = match scheme {
+        ObjectStoreScheme::AmazonS3 => Arc::new(
+            AmazonS3Builder::from_env()
+                .with_url(url)
+                .with_retry(retry)
+                .build()
+                .map_err(open_error)?,
+        ),
+        ObjectStoreScheme::GoogleCloudStorage => Arc::new(
+            GoogleCloudStorageBuilder::from_env()
+                .with_url(url)
+                .with_retry(retry)
+                .build()
+                .map_err(open_error)?,
+        ),
+        ObjectStoreScheme::MicrosoftAzure => Arc::new(
+            MicrosoftAzureBuilder::from_env()
+                .with_url(url)
+                .with_retry(retry)
+                .build()
+                .map_err(open_error)?,
+        ),
+        _ => {
+            return Err(invalid(
+                "unsupported location URL: use s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///path"
+                    .to_owned(),
+            ));
+        }
+    };
+    Ok(Store::new(url, store, prefix))
 }
 
 #[cfg(test)]
@@ -335,6 +373,16 @@ mod tests {
             Path::default(),
         );
         assert_eq!(bare.path("backups/a").as_ref(), "backups/a");
+    }
+
+    #[test]
+    fn unsupported_schemes_are_refused() {
+        for url in ["memory:///", "ftp://host/x", "file://relative"] {
+            assert!(
+                matches!(open_url(url), Err(Error::InvalidUrl { .. })),
+                "{url}"
+            );
+        }
     }
 
     #[test]
