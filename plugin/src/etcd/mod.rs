@@ -260,7 +260,7 @@ impl Preset {
 #[derive(Debug, Subcommand)]
 pub enum ScheduleCommand {
     /// Create (or update) a schedule.
-    Create(ScheduleCreateArgs),
+    Create(Box<ScheduleCreateArgs>),
     /// List schedules.
     List(ScheduleListArgs),
     /// Delete a schedule (stored snapshots stay).
@@ -845,16 +845,15 @@ async fn verify_one(
         // Not being able to decrypt is not corruption: report, don't mark.
         Err(e @ stored::StoredError::NeedsIdentity(_))
         | Err(e @ stored::StoredError::Identity { .. }) => return Err(e.into()),
-        Err(stored::StoredError::Store { source, .. })
-            if matches!(source, object_store::Error::NotFound { .. }) =>
-        {
-            (
-                false,
-                Some(format!("stored object {} is missing", meta.object)),
-                0,
-                0,
-            )
-        }
+        Err(stored::StoredError::Store {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => (
+            false,
+            Some(format!("stored object {} is missing", meta.object)),
+            0,
+            0,
+        ),
         Err(e @ stored::StoredError::Codec { .. }) => (false, Some(e.to_string()), 0, 0),
         Err(e) => return Err(e.into()),
     };
