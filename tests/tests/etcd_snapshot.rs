@@ -305,10 +305,11 @@ async fn leader_is_picked_from_several_endpoints() {
     let location = file_url(dir.path());
     // A dead endpoint next to the live one: --leader finds the leader through
     // the live one and snapshots it.
+    // The dead one first, so the search really has to move on.
     let endpoints = format!(
-        "{},http://127.0.0.1:{}",
-        etcd.endpoint(),
-        e2e::servers::free_port()
+        "http://127.0.0.1:{},{}",
+        e2e::servers::free_port(),
+        etcd.endpoint()
     );
     let out = ok(kb().args([
         "etcd",

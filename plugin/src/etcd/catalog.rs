@@ -26,7 +26,7 @@ pub const ROOT: &str = "etcd";
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     /// Listing or reading the location failed.
-    #[error("cannot read {path} in location {location}: {source}")]
+    #[error("cannot read {path} in location {location}")]
     Store {
         /// The location.
         location: String,
@@ -36,7 +36,7 @@ pub enum CatalogError {
         source: object_store::Error,
     },
     /// A sidecar is not valid JSON of the expected shape.
-    #[error("snapshot record {path} in location {location} is not valid: {source}")]
+    #[error("snapshot record {path} in location {location} is not valid")]
     BadSidecar {
         /// The location.
         location: String,

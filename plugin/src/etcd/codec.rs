@@ -44,7 +44,7 @@ pub enum CodecError {
         data_len: u64,
     },
     /// Compression, decompression or a local file failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: &'static str,

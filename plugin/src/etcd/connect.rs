@@ -51,7 +51,7 @@ pub enum ConnectError {
     )]
     SeveralEndpoints(usize),
     /// A TLS file cannot be read.
-    #[error("cannot read {what} {path}: {source}")]
+    #[error("cannot read {what} {path}")]
     TlsFile {
         /// CA, certificate or key.
         what: &'static str,
@@ -61,7 +61,7 @@ pub enum ConnectError {
         source: std::io::Error,
     },
     /// The member did not answer.
-    #[error("{action} at {endpoint} failed: {source}{hint}")]
+    #[error("{action} at {endpoint} failed{hint}")]
     Rpc {
         /// What was asked.
         action: &'static str,
@@ -175,12 +175,12 @@ impl ConnectArgs {
             || text.contains("tls")
             || text.contains("handshake")
         {
-            ": check --cacert (the CA that signed the member's certificate) and --cert/--key (a client certificate the member trusts, not expired)"
+            " (check --cacert: the CA that signed the member's certificate, and --cert/--key: a client certificate the member trusts, not expired)"
         } else if text.contains("connect")
             || text.contains("transport")
             || text.contains("unavailable")
         {
-            ": is etcd listening there, and reachable from here?"
+            " (is etcd listening there, and reachable from here?)"
         } else {
             ""
         };
@@ -211,7 +211,7 @@ impl ConnectArgs {
                 action: "status",
                 endpoint: endpoint.clone(),
                 source: etcd_client::Error::InvalidArgs("timed out".into()),
-                hint: ": is etcd listening there, and reachable from here?".into(),
+                hint: " (is etcd listening there, and reachable from here?)".into(),
             })?
             .map_err(|e| self.rpc_error("status", &endpoint, e))?;
         let header = status.header();
@@ -237,18 +237,34 @@ impl ConnectArgs {
         })
     }
 
+    /// Ask the endpoints one at a time (a balanced client would send each
+    /// call to any of them, dead ones included) for the leader's client URL.
     async fn leader_endpoint(&self, endpoints: &[String]) -> Result<String, ConnectError> {
-        let all = endpoints.join(",");
-        let mut client = self.client_for(endpoints).await?;
+        let mut last_error = None;
+        for endpoint in endpoints {
+            match self.leader_via(endpoint).await {
+                Ok(url) => return Ok(url),
+                Err(e @ (ConnectError::Rpc { .. } | ConnectError::NoLeader)) => {
+                    tracing::info!(%endpoint, error = %e, "no leader information here; trying the next endpoint");
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or(ConnectError::NoLeader))
+    }
+
+    async fn leader_via(&self, endpoint: &str) -> Result<String, ConnectError> {
+        let mut client = self.client_for(&[endpoint.to_owned()]).await?;
         let status = tokio::time::timeout(self.dial_timeout * 2, client.status())
             .await
             .map_err(|_| ConnectError::Rpc {
                 action: "status",
-                endpoint: all.clone(),
+                endpoint: endpoint.to_owned(),
                 source: etcd_client::Error::InvalidArgs("timed out".into()),
-                hint: ": is etcd listening there, and reachable from here?".into(),
+                hint: " (is etcd listening there, and reachable from here?)".into(),
             })?
-            .map_err(|e| self.rpc_error("status", &all, e))?;
+            .map_err(|e| self.rpc_error("status", endpoint, e))?;
         let leader = status.leader();
         if leader == 0 {
             return Err(ConnectError::NoLeader);
@@ -256,14 +272,13 @@ impl ConnectArgs {
         let members = client
             .member_list()
             .await
-            .map_err(|e| self.rpc_error("member list", &all, e))?;
-        let url = members
+            .map_err(|e| self.rpc_error("member list", endpoint, e))?;
+        members
             .members()
             .iter()
             .find(|m| m.id() == leader && !m.is_learner())
             .and_then(|m| m.client_urls().first().cloned())
-            .ok_or(ConnectError::LeaderWithoutUrl(leader))?;
-        Ok(url)
+            .ok_or(ConnectError::LeaderWithoutUrl(leader))
     }
 }
 

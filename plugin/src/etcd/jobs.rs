@@ -38,7 +38,7 @@ pub fn default_image() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     /// A Kubernetes call failed.
-    #[error("{action}: {source}")]
+    #[error("{action}")]
     Kube {
         /// What was being done.
         action: String,

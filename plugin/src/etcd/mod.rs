@@ -403,6 +403,18 @@ fn parse_recipients(values: &[String]) -> anyhow::Result<Vec<age::x25519::Recipi
         .collect()
 }
 
+/// An error and its sources on one line, as `{:#}` prints an anyhow chain.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Bytes for people: 1.5 MiB.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -854,7 +866,7 @@ async fn verify_one(
             0,
             0,
         ),
-        Err(e @ stored::StoredError::Codec { .. }) => (false, Some(e.to_string()), 0, 0),
+        Err(e @ stored::StoredError::Codec { .. }) => (false, Some(error_chain(&e)), 0, 0),
         Err(e) => return Err(e.into()),
     };
     let mut updated = meta.clone();

@@ -39,7 +39,7 @@ pub enum RestoreError {
     )]
     NoTool,
     /// The tool could not be run.
-    #[error("cannot run {tool}: {source}")]
+    #[error("cannot run {tool}")]
     Spawn {
         /// The tool.
         tool: PathBuf,
@@ -62,7 +62,7 @@ pub enum RestoreError {
     )]
     DataDirNotEmpty(PathBuf),
     /// Preparing the data directory failed.
-    #[error("cannot prepare data directory {path}: {source}")]
+    #[error("cannot prepare data directory {path}")]
     DataDir {
         /// The directory.
         path: PathBuf,

@@ -35,7 +35,7 @@ pub enum SnapshotError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
     /// An RPC before the stream failed.
-    #[error("{action} on {endpoint} failed: {source}")]
+    #[error("{action} on {endpoint} failed")]
     Rpc {
         /// What was asked.
         action: &'static str,
@@ -69,7 +69,7 @@ pub enum SnapshotError {
         announced: u64,
     },
     /// The trailer check or compression failed.
-    #[error("snapshot from {endpoint} refused, nothing was uploaded: {source}")]
+    #[error("snapshot from {endpoint} refused, nothing was uploaded")]
     Codec {
         /// The member.
         endpoint: String,
@@ -78,7 +78,7 @@ pub enum SnapshotError {
     },
     /// The upload failed (after the object store client's retries).
     #[error(
-        "uploading {path} to location {location} failed: {source}; the partial upload was aborted and nothing is listed"
+        "uploading {path} to location {location} failed; the partial upload was aborted and nothing is listed"
     )]
     Upload {
         /// The location.

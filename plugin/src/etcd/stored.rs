@@ -19,7 +19,7 @@ use crate::location::Store;
 #[derive(Debug, thiserror::Error)]
 pub enum StoredError {
     /// The object could not be read.
-    #[error("cannot read {path} from location {location}: {source}")]
+    #[error("cannot read {path} from location {location}")]
     Store {
         /// The location.
         location: String,
@@ -29,7 +29,7 @@ pub enum StoredError {
         source: object_store::Error,
     },
     /// Decryption or decompression failed.
-    #[error("snapshot {id}: {source}")]
+    #[error("snapshot {id}")]
     Codec {
         /// The snapshot.
         id: String,
@@ -50,7 +50,7 @@ pub enum StoredError {
         reason: String,
     },
     /// A local file could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     File {
         /// The file.
         path: PathBuf,
