@@ -83,6 +83,8 @@ fish:  kubectl backup completion fish | source"
 
     #[command(flatten)]
     Backup(crate::backup::BackupCommand),
+    /// etcd snapshots: take, list, verify, prune, schedule and restore them.
+    Etcd(crate::etcd::EtcdArgs),
 }
 
 /// Arguments of `completion`.

@@ -8,6 +8,7 @@ pub mod archive;
 pub mod backup;
 pub mod cli;
 pub mod cluster;
+pub mod etcd;
 pub mod location;
 pub mod output;
 pub mod progress;
@@ -142,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Version(args) => version::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
+        Command::Etcd(args) => etcd::run(&global, args).await,
         Command::Location(args) => location::command::run(&global, args).await,
         Command::Backup(command) => backup::commands::run(&global, command).await,
     }
