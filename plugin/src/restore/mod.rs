@@ -5,5 +5,6 @@
 //! and talk to the cluster.
 
 pub mod order;
+pub mod report;
 pub mod select;
 pub mod transform;
