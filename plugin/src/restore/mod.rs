@@ -5,6 +5,7 @@
 //! and talk to the cluster.
 
 pub mod order;
+pub mod plan;
 pub mod report;
 pub mod select;
 pub mod transform;

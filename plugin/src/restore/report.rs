@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::select::ClusterResources;
+use crate::archive::ClusterResources;
+pub use crate::archive::Problem;
 
 /// Version of the `restore.json` layout.
 pub const RECORD_FORMAT_VERSION: u32 = 1;
@@ -61,52 +62,14 @@ pub struct ItemResult {
     pub message: Option<String>,
 }
 
-/// A warning or error not tied to a single outcome (or a copy of a failed item's reason).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Problem {
-    /// `resource[.group]` it concerns, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    /// Namespace it concerns, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// Name it concerns, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// What happened.
-    pub message: String,
-}
-
-impl Problem {
-    /// A problem about the restore as a whole.
-    pub fn general(message: impl Into<String>) -> Problem {
-        Problem {
-            resource: None,
-            namespace: None,
-            name: None,
-            message: message.into(),
-        }
-    }
-
-    /// A problem about one item.
-    pub fn item(item: &ItemResult, message: impl Into<String>) -> Problem {
-        Problem {
-            resource: Some(item.resource.clone()),
-            namespace: item.namespace.clone(),
-            name: Some(item.name.clone()),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (&self.resource, &self.namespace, &self.name) {
-            (Some(r), Some(ns), Some(n)) => write!(f, "{r} {ns}/{n}: {}", self.message),
-            (Some(r), None, Some(n)) => write!(f, "{r} {n}: {}", self.message),
-            _ => f.write_str(&self.message),
-        }
+/// The problem recorded for one item (a failure's reason, or what an update
+/// could not change).
+pub fn item_problem(item: &ItemResult, message: impl Into<String>) -> Problem {
+    Problem {
+        resource: Some(item.resource.clone()),
+        namespace: item.namespace.clone(),
+        name: Some(item.name.clone()),
+        message: message.into(),
     }
 }
 
@@ -306,7 +269,7 @@ impl RestoreRecord {
             .add(item.action);
         if item.action == Action::Failed {
             let message = item.message.clone().unwrap_or_else(|| "failed".to_owned());
-            self.errors.push(Problem::item(&item, message));
+            self.errors.push(item_problem(&item, message));
         }
         self.items.push(item);
     }

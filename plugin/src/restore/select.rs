@@ -9,9 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use clap::ValueEnum;
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Errors of this module.
@@ -38,19 +36,10 @@ pub enum Error {
 /// Result alias for this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// `--cluster-resources`: which cluster-scoped items are restored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ClusterResources {
-    /// PVs bound to restored claims and the CRDs of restored custom resources;
-    /// no other cluster-scoped resources.
-    #[default]
-    Auto,
-    /// Every cluster-scoped resource in the backup, whatever the namespace selection.
-    Always,
-    /// No cluster-scoped resources at all (PVs and CRDs included).
-    Never,
-}
+/// `--cluster-resources`, shared with backups: `auto` restores PVs bound to
+/// restored claims and the CRDs of restored custom resources, `always` every
+/// cluster-scoped item, `never` none.
+pub use crate::archive::ClusterResources;
 
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
