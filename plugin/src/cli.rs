@@ -70,6 +70,9 @@ pub enum Command {
     /// Print the plugin version, and the cluster's when one is reachable.
     Version(crate::version::VersionArgs),
 
+    /// Restore a backup into the same or another cluster; list and describe restores.
+    Restore(crate::restore::RestoreArgs),
+
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     #[command(
         long_about = "Print a shell completion script.\n\nbash:  source <(kubectl backup completion bash)\n\

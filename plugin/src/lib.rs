@@ -140,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let global = cli.global;
     match cli.command {
         Command::Version(args) => version::run(&global, args).await,
+        Command::Restore(args) => restore::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
     }
 }

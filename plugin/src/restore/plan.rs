@@ -567,13 +567,13 @@ impl Plan {
                     );
                 }
             }
-            ("snapshot.storage.k8s.io", "volumesnapshotcontents") => {
-                if self.own_contents.contains(&item.name) {
-                    return Decision::Skip(
-                        "the backup's own snapshot content: the restore creates a pre-provisioned one"
-                            .into(),
-                    );
-                }
+            ("snapshot.storage.k8s.io", "volumesnapshotcontents")
+                if self.own_contents.contains(&item.name) =>
+            {
+                return Decision::Skip(
+                    "the backup's own snapshot content: the restore creates a pre-provisioned one"
+                        .into(),
+                );
             }
             _ => {}
         }
