@@ -427,6 +427,13 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
             .await
             .context("the archive reader stopped")?;
     let digest = digest.map_err(|e| damaged(format!("{RESOURCES_PART} cannot be read: {e}")))?;
+    if digest.size < expected_resources.size {
+        return Err(damaged(format!(
+            "{RESOURCES_PART} is truncated: {} of the {} bytes the manifest records",
+            digest.size, expected_resources.size
+        ))
+        .into());
+    }
     if digest != expected_resources {
         return Err(damaged(format!(
             "{RESOURCES_PART} is {} bytes with sha256 {}, the manifest records {} bytes with sha256 {}",
