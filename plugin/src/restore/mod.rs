@@ -427,17 +427,25 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
             .await
             .context("the archive reader stopped")?;
     let digest = digest.map_err(|e| damaged(format!("{RESOURCES_PART} cannot be read: {e}")))?;
-    if digest.size < expected_resources.size {
-        return Err(damaged(format!(
-            "{RESOURCES_PART} is truncated: {} of the {} bytes the manifest records",
-            digest.size, expected_resources.size
-        ))
-        .into());
-    }
     if digest != expected_resources {
+        let what = if digest.size < expected_resources.size {
+            format!(
+                "{} bytes instead of {} (truncated or replaced)",
+                digest.size, expected_resources.size
+            )
+        } else if digest.size != expected_resources.size {
+            format!(
+                "{} bytes instead of {} (replaced)",
+                digest.size, expected_resources.size
+            )
+        } else {
+            format!(
+                "sha256 {} instead of {} (modified)",
+                digest.sha256, expected_resources.sha256
+            )
+        };
         return Err(damaged(format!(
-            "{RESOURCES_PART} is {} bytes with sha256 {}, the manifest records {} bytes with sha256 {}",
-            digest.size, digest.sha256, expected_resources.size, expected_resources.sha256
+            "{RESOURCES_PART} does not match its manifest: {what}"
         ))
         .into());
     }
