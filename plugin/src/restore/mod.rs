@@ -34,6 +34,7 @@ use self::report::{
 use self::select::{ClusterResources, Selection};
 use self::transform::{TransformOptions, parse_mapping};
 use crate::archive::{self, BackupManifest, LOG_PART, RESOURCES_PART, VOLUMES_PART};
+use crate::backup::commands::{LocationArg, open_location};
 use crate::cli::GlobalArgs;
 use crate::location::Store;
 use crate::output::{OutputFormat, Table, print_structured, write_stdout};
@@ -116,9 +117,8 @@ pub struct CreateArgs {
     /// name of an earlier restore of the same backup re-runs it.
     pub name: Option<String>,
 
-    /// Backup location: a location name, or a URL (file:///path, s3://bucket/prefix, ...).
-    #[arg(long, value_name = "LOCATION")]
-    pub location: Option<String>,
+    #[command(flatten)]
+    pub location: LocationArg,
 
     /// Kubeconfig context of the cluster to restore into (default: --context / the current one).
     #[arg(long, value_name = "CONTEXT")]
@@ -203,9 +203,8 @@ pub struct CreateArgs {
 /// Arguments of `restore list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Backup location: a location name, or a URL.
-    #[arg(long, value_name = "LOCATION")]
-    pub location: Option<String>,
+    #[command(flatten)]
+    pub location: LocationArg,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -216,9 +215,8 @@ pub struct ListArgs {
 pub struct DescribeArgs {
     /// The restore.
     pub name: String,
-    /// Backup location: a location name, or a URL.
-    #[arg(long, value_name = "LOCATION")]
-    pub location: Option<String>,
+    #[command(flatten)]
+    pub location: LocationArg,
     /// Output format: table (details), wide (plus every item), json or yaml.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -230,18 +228,6 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<Outco
         RestoreCommand::Create(args) => create(global, *args).await,
         RestoreCommand::List(args) => list(global, args).await,
         RestoreCommand::Describe(args) => describe(global, args).await,
-    }
-}
-
-/// Open the location a command names: a URL, or the default local folder.
-pub async fn open_location(_global: &GlobalArgs, location: Option<&str>) -> anyhow::Result<Store> {
-    match location {
-        None => Ok(crate::location::open_local(&crate::location::default_local_dir())?),
-        Some(url) if url.contains("://") => Ok(crate::location::open_url(url)?),
-        Some(name) => Err(UsageError(format!(
-            "location {name:?}: named locations are not available in this build; pass a URL such as file:///path or s3://bucket/prefix"
-        ))
-        .into()),
     }
 }
 
@@ -374,7 +360,7 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
     .map_err(|e| UsageError(e.to_string()))?;
 
     // --- check the backup before touching the cluster
-    let store = open_location(global, args.location.as_deref()).await?;
+    let store = open_location(global, &args.location).await?;
     let manifest = match archive::read_manifest(&store, &args.backup).await {
         Ok(m) => m,
         Err(archive::Error::NotFound { name, location }) => {
@@ -714,7 +700,7 @@ fn print_problems(title: &str, problems: &[report::Problem]) -> anyhow::Result<(
 }
 
 async fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<Outcome> {
-    let store = open_location(global, args.location.as_deref()).await?;
+    let store = open_location(global, &args.location).await?;
     let prefix = store.path(RESTORES_DIR);
     let paths: Vec<object_store::path::Path> = store
         .object_store()
@@ -773,7 +759,7 @@ async fn list(global: &GlobalArgs, args: ListArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn describe(global: &GlobalArgs, args: DescribeArgs) -> anyhow::Result<Outcome> {
-    let store = open_location(global, args.location.as_deref()).await?;
+    let store = open_location(global, &args.location).await?;
     let record = read_record(&store, &args.name)
         .await?
         .ok_or_else(|| Error::NotFound {
