@@ -332,16 +332,36 @@ async fn snapshot_originals(client: &kube::Client, ns: &str) -> Vec<Value> {
 async fn wait_namespace_gone(client: &kube::Client, ns: &str) {
     let namespaces = api(client, "", "v1", "Namespace", "namespaces", None);
     let _ = namespaces.delete(ns, &Default::default()).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while namespaces
-        .get_opt(ns)
+    // Play the pvc-protection controller, which releases claims no Pod uses
+    // (none do here): the emulator adds the finalizer but runs no such
+    // controller. On a real cluster the controller has done it already.
+    let claims = api(
+        client,
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        Some(ns),
+    );
+    for claim in claims
+        .list(&ListParams::default())
         .await
-        .expect("get namespace")
-        .is_some()
+        .map(|l| l.items)
+        .unwrap_or_default()
     {
+        if let Some(name) = claim.metadata.name.as_deref() {
+            let release = json!({"metadata": {"finalizers": null}});
+            let _ = claims
+                .patch(name, &PatchParams::default(), &Patch::Merge(release))
+                .await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Some(left) = namespaces.get_opt(ns).await.expect("get namespace") {
         assert!(
             Instant::now() < deadline,
-            "namespace {ns} was not deleted in time"
+            "namespace {ns} was not deleted in time: {}",
+            serde_json::to_string(&left).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -372,7 +392,8 @@ async fn restore_into_an_empty_second_cluster_matches_the_originals() {
     let target = TestCluster::start_role(Role::Target)
         .await
         .expect("target cluster");
-    let ns = source.temp_namespace("rs-cross").await.expect("namespace");
+    let ns_guard = source.temp_namespace("rs-cross").await.expect("namespace");
+    let ns = ns_guard.name().to_owned();
     seed(&source, &ns).await;
     let loc = location();
     backup(&source, &loc, "b1", &["--include-namespaces", &ns]);
@@ -442,7 +463,8 @@ async fn restore_into_an_empty_second_cluster_matches_the_originals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_into_the_same_cluster_after_deleting_the_namespace() {
     let cluster = TestCluster::start().await.expect("cluster");
-    let ns = cluster.temp_namespace("rs-same").await.expect("namespace");
+    let ns_guard = cluster.temp_namespace("rs-same").await.expect("namespace");
+    let ns = ns_guard.name().to_owned();
     seed(&cluster, &ns).await;
     let client = cluster.client().await.expect("client");
     let originals = snapshot_originals(&client, &ns).await;
@@ -472,9 +494,10 @@ async fn namespace_and_storage_class_mapping() {
     let target = TestCluster::start_role(Role::Target)
         .await
         .expect("target cluster");
-    let ns = source.temp_namespace("rs-map").await.expect("namespace");
+    let ns_guard = source.temp_namespace("rs-map").await.expect("namespace");
+    let ns = ns_guard.name().to_owned();
     seed(&source, &ns).await;
-    let pv_name = format!("{}-pv", ns.name());
+    let pv_name = format!("{}-pv", ns.as_str());
     source
         .create_yaml(&format!(
             r#"
@@ -517,8 +540,8 @@ spec:
     let loc = location();
     backup(&source, &loc, "b1", &["--include-namespaces", &ns]);
 
-    let dst_ns = format!("{}-copy", ns.name());
-    let mapping = format!("{}:{dst_ns}", ns.name());
+    let dst_ns = format!("{}-copy", ns.as_str());
+    let mapping = format!("{}:{dst_ns}", ns.as_str());
     let (code, record) = restore(
         &target,
         &loc,
@@ -673,7 +696,8 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn existing_resource_policies() {
     let cluster = TestCluster::start().await.expect("cluster");
-    let ns = cluster.temp_namespace("rs-exist").await.expect("namespace");
+    let ns_guard = cluster.temp_namespace("rs-exist").await.expect("namespace");
+    let ns = ns_guard.name().to_owned();
     seed(&cluster, &ns).await;
     let loc = location();
     backup(&cluster, &loc, "b1", &["--include-namespaces", &ns]);
@@ -756,7 +780,8 @@ async fn dry_run_previews_everything_and_changes_nothing() {
     let target = TestCluster::start_role(Role::Target)
         .await
         .expect("target cluster");
-    let ns = source.temp_namespace("rs-dry").await.expect("namespace");
+    let ns_guard = source.temp_namespace("rs-dry").await.expect("namespace");
+    let ns = ns_guard.name().to_owned();
     seed(&source, &ns).await;
     let loc = location();
     backup(&source, &loc, "b1", &["--include-namespaces", &ns]);
@@ -804,9 +829,10 @@ async fn crd_and_custom_resource_restore_in_one_run() {
     let target = TestCluster::start_role(Role::Target)
         .await
         .expect("target cluster");
-    let ns = source.temp_namespace("rs-crd").await.expect("namespace");
+    let ns_guard = source.temp_namespace("rs-crd").await.expect("namespace");
+    let ns = ns_guard.name().to_owned();
     // A group unique to this test, so that it can run against a shared real cluster.
-    let group = format!("{}.example.com", ns.name());
+    let group = format!("{}.example.com", ns.as_str());
     let crd_name = format!("widgets.{group}");
     source
         .create_yaml(&format!(
@@ -900,13 +926,14 @@ async fn a_restored_validating_webhook_does_not_block_the_restore() {
     let target = TestCluster::start_role(Role::Target)
         .await
         .expect("target cluster");
-    let ns = source.temp_namespace("rs-hook").await.expect("namespace");
+    let ns_guard = source.temp_namespace("rs-hook").await.expect("namespace");
+    let ns = ns_guard.name().to_owned();
     seed(&source, &ns).await;
     // A webhook that refuses (fails closed) every ConfigMap and Deployment
     // created in the namespace, served by a Service of the backup that has no
     // running endpoints on the target. Restored before the rest, it would
     // block the whole restore.
-    let hook = format!("{}-policy", ns.name());
+    let hook = format!("{}-policy", ns.as_str());
     source
         .create_yaml(&format!(
             r#"
@@ -985,7 +1012,7 @@ webhooks:
             .position(|p| p.ends_with("/validatingwebhookconfigurations"))
             .expect("webhook created");
         for (i, path) in creates.iter().enumerate() {
-            if path.contains(&format!("/namespaces/{}/", ns.name())) {
+            if path.contains(&format!("/namespaces/{}/", ns.as_str())) {
                 assert!(
                     i < hook_at,
                     "{path} was created after the webhook configuration"
@@ -1016,7 +1043,8 @@ async fn an_interrupted_restore_completes_when_run_again() {
     let target = TestCluster::start_role(Role::Target)
         .await
         .expect("target cluster");
-    let ns = source.temp_namespace("rs-int").await.expect("namespace");
+    let ns_guard = source.temp_namespace("rs-int").await.expect("namespace");
+    let ns = ns_guard.name().to_owned();
     let mut yaml = String::new();
     for i in 0..600 {
         yaml.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}, namespace: {ns}}}\ndata: {{i: \"{i}\"}}\n"));
