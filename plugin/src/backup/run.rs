@@ -333,10 +333,17 @@ pub async fn run_backup(
             }
         })?;
 
-    let outcome = tokio::select! {
-        result = body(client, store, request, prepared, progress, &mut manifest) => result,
-        () = interrupt => Err(Error::Interrupted),
-    };
+    let interrupt = std::pin::pin!(interrupt);
+    let outcome = body(
+        client,
+        store,
+        request,
+        prepared,
+        progress,
+        &mut manifest,
+        interrupt,
+    )
+    .await;
     match outcome {
         Ok(()) => Ok(manifest),
         Err(error) => {
@@ -355,13 +362,17 @@ pub async fn run_backup(
     }
 }
 
-async fn body(
+/// The backup proper. `interrupt` stops the listing or the snapshot wait;
+/// the writer thread and the uploader are always awaited, so an interrupted
+/// upload is aborted before this returns.
+async fn body<I: Future<Output = ()>>(
     client: &kube::Client,
     store: &Store,
     request: &BackupRequest,
     prepared: Prepared,
     progress: &Progress,
     manifest: &mut BackupManifest,
+    mut interrupt: std::pin::Pin<&mut I>,
 ) -> Result<(), Error> {
     let counters = progress.counters().clone();
     let types: Vec<archive::ResourceType> = prepared
@@ -377,6 +388,7 @@ async fn body(
     let uploader = tokio::spawn(upload(
         store.object_store().clone(),
         resources_path.clone(),
+        store.name().to_owned(),
         chunk_rx,
         counters.clone(),
     ));
@@ -408,15 +420,12 @@ async fn body(
     };
 
     let shared = Arc::new(Shared::default());
-    let listed = list_everything(
-        client,
-        &prepared,
-        &manifest.options,
-        &shared,
-        &counters,
-        item_tx,
-    )
-    .await;
+    // Dropping the listing on Ctrl-C drops the item sender: the writer sees
+    // no End, abandons the archive, and the uploader aborts the upload.
+    let listed = tokio::select! {
+        result = list_everything(client, &prepared, &manifest.options, &shared, &counters, item_tx) => result,
+        () = interrupt.as_mut() => Err(Error::Interrupted),
+    };
     ticker.abort();
     let written = writer
         .await
@@ -424,11 +433,7 @@ async fn body(
     let uploaded = uploader
         .await
         .map_err(|e| Error::Internal(format!("uploader: {e}")))?;
-    // The most telling error first: a failed upload makes the writer and the
-    // listers fail too, but only as a consequence.
-    uploaded?;
-    let written = written?;
-    listed?;
+    let written = first_cause(listed, written, uploaded)?;
 
     let mut errors = std::mem::take(&mut *lock(&shared.errors));
     let mut warnings = std::mem::take(&mut *lock(&shared.warnings));
@@ -438,7 +443,10 @@ async fn body(
     if request.options.include_all_disks {
         progress.refresh("snapshotting volumes");
         let pvcs = std::mem::take(&mut *lock(&shared.pvcs));
-        let outcome = volumes::snapshot_all(client, request, &pvcs).await;
+        let outcome = tokio::select! {
+            outcome = volumes::snapshot_all(client, request, &pvcs) => outcome,
+            () = interrupt.as_mut() => return Err(Error::Interrupted),
+        };
         volume_records.volumes = outcome.records;
         errors.extend(outcome.errors);
         warnings.extend(outcome.warnings);
@@ -501,6 +509,27 @@ async fn body(
     // Last: the manifest that makes the backup restorable.
     archive::write_manifest(store, manifest, false).await?;
     Ok(())
+}
+
+/// Of the three stages' results, the error that explains the others: Ctrl-C
+/// first, then a failed upload (which makes the writer and the listers fail
+/// as a consequence), then the writer's, then the listers'.
+fn first_cause(
+    listed: Result<(), Error>,
+    written: Result<Written, Error>,
+    uploaded: Result<(), Error>,
+) -> Result<Written, Error> {
+    let consequence = |e: &Error| matches!(e, Error::Aborted | Error::WriterStopped);
+    if let Err(Error::Interrupted) = listed {
+        return Err(Error::Interrupted);
+    }
+    match (listed, written, uploaded) {
+        (Ok(()), Ok(w), Ok(())) => Ok(w),
+        (_, _, Err(e)) if !consequence(&e) => Err(e),
+        (_, Err(e), _) if !consequence(&e) => Err(e),
+        (Err(e), _, _) if !consequence(&e) => Err(e),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+    }
 }
 
 async fn put(store: &Store, name: &str, part: &str, bytes: Vec<u8>) -> Result<(), Error> {
@@ -948,6 +977,7 @@ fn write_log_line<W: Write>(out: &mut W, entry: &LogEntry) -> std::io::Result<()
 async fn upload(
     store: Arc<dyn object_store::ObjectStore>,
     path: object_store::path::Path,
+    location: String,
     mut rx: mpsc::Receiver<Upload>,
     counters: Arc<Counters>,
 ) -> Result<(), Error> {
@@ -955,7 +985,7 @@ async fn upload(
         BufWriter::with_capacity(store, path.clone(), UPLOAD_PART_BYTES).with_max_concurrency(4);
     let failed = |source: object_store::Error| Error::Store {
         what: format!("uploading {path}"),
-        location: String::new(),
+        location: location.clone(),
         source: Box::new(source),
     };
     while let Some(msg) = rx.recv().await {
@@ -975,7 +1005,7 @@ async fn upload(
                         let _ = writer.abort().await;
                         Err(Error::Store {
                             what: format!("completing the upload of {path}"),
-                            location: String::new(),
+                            location: location.clone(),
                             source: Box::new(object_store::Error::Generic {
                                 store: "upload",
                                 source: Box::new(e),
@@ -1017,7 +1047,13 @@ mod tests {
         let path = object_store::path::Path::from("backups/t/resources.tar.zst");
         let counters = Arc::new(Counters::default());
         let (chunk_tx, chunk_rx) = mpsc::channel(4);
-        let uploader = tokio::spawn(upload(store.clone(), path, chunk_rx, counters.clone()));
+        let uploader = tokio::spawn(upload(
+            store.clone(),
+            path,
+            "memory".into(),
+            chunk_rx,
+            counters.clone(),
+        ));
         let (tx, rx) = mpsc::channel(16);
         let c = counters.clone();
         let writer = tokio::task::spawn_blocking(move || {
