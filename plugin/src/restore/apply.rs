@@ -275,9 +275,10 @@ impl Engine {
             Decision::Apply => {}
         }
         let key = item.key();
-        let mut object = item.object.clone();
-        if !item.generated {
-            let facts = self.plan.facts(&item);
+        let facts = (!item.generated).then(|| self.plan.facts(&item));
+        let mut item = item;
+        let mut object = std::mem::take(&mut item.object);
+        if let Some(facts) = facts {
             transform(
                 &item.group,
                 &item.resource,

@@ -437,6 +437,7 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
     }
     let Scanned { spool, index } =
         scanned.map_err(|e| damaged(format!("{RESOURCES_PART}: {e}")))?;
+    let spooled: u64 = index.per_tier.values().sum();
 
     // --- plan
     let restore_volumes = args.restore_volumes.unwrap_or(!volumes.volumes.is_empty());
@@ -518,7 +519,7 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
     }
 
     // --- apply
-    let total: u64 = spool_total(&spool) + generated.len() as u64;
+    let total: u64 = spooled + generated.len() as u64;
     let show_bar = std::io::stderr().is_terminal() && !args.output.is_machine();
     let progress: Arc<dyn Progress> = if show_bar {
         let bar = indicatif::ProgressBar::new(total);
@@ -587,18 +588,6 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
     } else {
         Outcome::Success
     })
-}
-
-fn spool_total(spool: &plan::Spool) -> u64 {
-    Tier::ALL
-        .iter()
-        .map(|tier| {
-            spool
-                .read(*tier)
-                .map(|items| items.count() as u64)
-                .unwrap_or(0)
-        })
-        .sum()
 }
 
 /// A Namespace the archive lacks (a backup filtered by resources, or a mapped
