@@ -866,6 +866,25 @@ spec:
     let loc = location();
     backup(&source, &loc, "b1", &["--include-namespaces", &ns]);
 
+    // Without its CRD (cluster resources never), the custom resource cannot be
+    // restored: the item fails with the reason, the rest lands, exit code 3.
+    let (code, partial) = restore(&target, &loc, "b1", &["--cluster-resources", "never"]);
+    assert_eq!(code, Some(3), "{partial}");
+    assert_eq!(partial["phase"], "PartiallyFailed");
+    let failed = item(&partial, &format!("widgets.{group}"), "sprocket");
+    assert_eq!(failed["action"], "failed");
+    assert!(
+        failed["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not serve")),
+        "{failed}"
+    );
+    assert_eq!(
+        partial["errors"].as_array().map(Vec::len),
+        Some(1),
+        "{partial}"
+    );
+
     let (code, record) = restore(&target, &loc, "b1", &[]);
     assert_eq!(code, Some(0), "{record}");
     assert_eq!(
@@ -1130,5 +1149,312 @@ async fn an_interrupted_restore_completes_when_run_again() {
 
     if target.is_external() {
         wait_namespace_gone(&dst, &ns).await;
+    }
+}
+
+// === volumes from CSI snapshots ===
+
+const DRIVER: &str = "hostpath.csi.k8s.io";
+const SNAP: &str = "/apis/snapshot.storage.k8s.io/v1";
+
+async fn send(
+    client: &kube::Client,
+    method: http::Method,
+    path: &str,
+    content_type: &str,
+    body: &Value,
+) -> Value {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(serde_json::to_vec(body).expect("json"))
+        .expect("request");
+    client
+        .request::<Value>(req)
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+async fn install_snapshot_crds(cluster: &TestCluster) {
+    let crds = api(
+        &cluster.client().await.expect("client"),
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        None,
+    );
+    for kind in [
+        "volumesnapshotclasses",
+        "volumesnapshotcontents",
+        "volumesnapshots",
+    ] {
+        let name = format!("{kind}.snapshot.storage.k8s.io");
+        if crds.get_opt(&name).await.expect("get CRD").is_none() {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("fixtures/crds/snapshot.storage.k8s.io_{kind}.yaml"));
+            cluster
+                .create_yaml(&std::fs::read_to_string(path).expect("CRD fixture"))
+                .await
+                .expect("install CRD");
+        }
+        cluster
+            .wait_crd_established(&name)
+            .await
+            .expect("established");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_come_back_from_their_csi_snapshots() {
+    let source = TestCluster::start().await.expect("source cluster");
+    let target = TestCluster::start_role(Role::Target)
+        .await
+        .expect("target cluster");
+    install_snapshot_crds(&source).await;
+    install_snapshot_crds(&target).await;
+    let ns_guard = source.temp_namespace("rs-vol").await.expect("namespace");
+    let ns = ns_guard.name().to_owned();
+    let src = source.client().await.expect("client");
+    let class = format!("{ns}-snapclass");
+    let pv = format!("{ns}-data");
+    let json_ct = "application/json";
+    send(&src, http::Method::POST, &format!("{SNAP}/volumesnapshotclasses"), json_ct, &json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+        "metadata": {"name": class, "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "true"}},
+        "driver": DRIVER, "deletionPolicy": "Delete"})).await;
+    send(&src, http::Method::POST, "/api/v1/persistentvolumes", json_ct, &json!({
+        "metadata": {"name": pv},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "gold",
+            "csi": {"driver": DRIVER, "volumeHandle": "vol-data"}, "claimRef": {"namespace": ns, "name": "data"}}})).await;
+    send(
+        &src,
+        http::Method::POST,
+        &format!("/api/v1/namespaces/{ns}/persistentvolumeclaims"),
+        json_ct,
+        &json!({
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gold",
+            "resources": {"requests": {"storage": "1Gi"}}, "volumeName": pv}}),
+    )
+    .await;
+
+    // The backup, with the test playing the snapshot controller.
+    let loc = location();
+    let mut child = Command::new(e2e::bin_path("kubectl-backup"))
+        .arg("--kubeconfig")
+        .arg(source.kubeconfig())
+        .args([
+            "create",
+            "b1",
+            "--location",
+            &loc.url,
+            "--include-namespaces",
+            &ns,
+            "--include-all-disks",
+            "--snapshot-timeout",
+            "60s",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("backup");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let snapshot = loop {
+        let list = send(
+            &src,
+            http::Method::GET,
+            &format!("{SNAP}/namespaces/{ns}/volumesnapshots"),
+            json_ct,
+            &Value::Null,
+        )
+        .await;
+        if let Some(vs) = list["items"]
+            .as_array()
+            .and_then(|items| items.first())
+            .cloned()
+        {
+            break vs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backup made no VolumeSnapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let vs_name = snapshot["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    let content = format!("snapcontent-{ns}");
+    send(&src, http::Method::POST, &format!("{SNAP}/volumesnapshotcontents"), json_ct, &json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent", "metadata": {"name": content},
+        "spec": {"deletionPolicy": "Delete", "driver": DRIVER, "volumeSnapshotClassName": class,
+            "source": {"volumeHandle": "vol-data"},
+            "volumeSnapshotRef": {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+                "namespace": ns, "name": vs_name, "uid": snapshot["metadata"]["uid"]}}})).await;
+    let merge = "application/merge-patch+json";
+    send(&src, http::Method::PATCH, &format!("{SNAP}/volumesnapshotcontents/{content}/status"), merge,
+        &json!({"status": {"snapshotHandle": "snap-123", "readyToUse": true, "restoreSize": 1073741824i64}})).await;
+    send(&src, http::Method::PATCH, &format!("{SNAP}/namespaces/{ns}/volumesnapshots/{vs_name}/status"), merge,
+        &json!({"status": {"boundVolumeSnapshotContentName": content, "readyToUse": true, "restoreSize": "1Gi"}})).await;
+    assert!(child.wait().expect("backup").success(), "the backup failed");
+
+    // The restore, renamed and onto another storage class.
+    let dst_ns = format!("{ns}-copy");
+    let mapping = format!("{ns}:{dst_ns}");
+    let (code, record) = restore(
+        &target,
+        &loc,
+        "b1",
+        &[
+            "--namespace-mapping",
+            &mapping,
+            "--storage-class-map",
+            "gold=silver",
+        ],
+    );
+    assert_eq!(code, Some(0), "{record}");
+    assert_eq!(
+        record["options"]["restoreVolumes"], true,
+        "on by default for a backup with snapshots"
+    );
+    let restore_name = record["name"].as_str().expect("name").to_owned();
+    let dst = target.client().await.expect("client");
+
+    let claim = get(
+        &dst,
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        Some(&dst_ns),
+        "data",
+    )
+    .await
+    .expect("claim");
+    let restored_vs = claim["spec"]["dataSource"]["name"]
+        .as_str()
+        .expect("dataSource")
+        .to_owned();
+    assert_eq!(claim["spec"]["dataSource"]["kind"], "VolumeSnapshot");
+    assert_eq!(
+        claim["spec"]["dataSource"]["apiGroup"],
+        "snapshot.storage.k8s.io"
+    );
+    assert_eq!(claim["spec"]["storageClassName"], "silver");
+    assert!(
+        claim["spec"]["volumeName"].is_null(),
+        "a new volume is provisioned: {claim}"
+    );
+    assert!(
+        get(
+            &dst,
+            "",
+            "v1",
+            "PersistentVolume",
+            "persistentvolumes",
+            None,
+            &pv
+        )
+        .await
+        .is_none(),
+        "the old PV is not restored"
+    );
+    assert_eq!(item(&record, "persistentvolumes", &pv)["action"], "skipped");
+
+    let vs = get(
+        &dst,
+        "snapshot.storage.k8s.io",
+        "v1",
+        "VolumeSnapshot",
+        "volumesnapshots",
+        Some(&dst_ns),
+        &restored_vs,
+    )
+    .await
+    .expect("VolumeSnapshot");
+    let vsc_name = vs["spec"]["source"]["volumeSnapshotContentName"]
+        .as_str()
+        .expect("pre-provisioned")
+        .to_owned();
+    assert_eq!(
+        vs["metadata"]["labels"][backup_common::LABEL_RESTORE_NAME],
+        json!(restore_name)
+    );
+    let vsc = get(
+        &dst,
+        "snapshot.storage.k8s.io",
+        "v1",
+        "VolumeSnapshotContent",
+        "volumesnapshotcontents",
+        None,
+        &vsc_name,
+    )
+    .await
+    .expect("content");
+    assert_eq!(vsc["spec"]["deletionPolicy"], "Retain");
+    assert_eq!(vsc["spec"]["driver"], DRIVER);
+    assert_eq!(vsc["spec"]["source"]["snapshotHandle"], "snap-123");
+    assert_eq!(vsc["spec"]["volumeSnapshotRef"]["namespace"], json!(dst_ns));
+    assert_eq!(vsc["spec"]["volumeSnapshotRef"]["name"], json!(restored_vs));
+    assert!(
+        get(
+            &dst,
+            "snapshot.storage.k8s.io",
+            "v1",
+            "VolumeSnapshot",
+            "volumesnapshots",
+            Some(&dst_ns),
+            &vs_name
+        )
+        .await
+        .is_none(),
+        "the backup's own snapshot is not copied"
+    );
+
+    // Clean up what a real source cluster would keep.
+    let _ = api(
+        &src,
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        None,
+    )
+    .delete(&pv, &Default::default())
+    .await;
+    let _ = api(
+        &src,
+        "snapshot.storage.k8s.io",
+        "v1",
+        "VolumeSnapshotContent",
+        "volumesnapshotcontents",
+        None,
+    )
+    .delete(&content, &Default::default())
+    .await;
+    let _ = api(
+        &src,
+        "snapshot.storage.k8s.io",
+        "v1",
+        "VolumeSnapshotClass",
+        "volumesnapshotclasses",
+        None,
+    )
+    .delete(&class, &Default::default())
+    .await;
+    if target.is_external() {
+        let _ = api(
+            &dst,
+            "snapshot.storage.k8s.io",
+            "v1",
+            "VolumeSnapshotContent",
+            "volumesnapshotcontents",
+            None,
+        )
+        .delete(&vsc_name, &Default::default())
+        .await;
+        wait_namespace_gone(&dst, &dst_ns).await;
     }
 }
