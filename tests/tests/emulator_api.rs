@@ -969,3 +969,66 @@ async fn pending_claims_get_a_default_class_retroactively() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn kube_runtime_watcher_lists_then_follows_changes() {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::watcher;
+    let (cluster, raw) = setup().await;
+    for i in 0..3 {
+        raw.post(
+            "/api/v1/namespaces/rec/configmaps",
+            json!({"metadata": {"name": format!("w-{i}")}}),
+        )
+        .await;
+    }
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(cluster.client().await.unwrap(), "rec");
+    let cfg = watcher::Config::default().page_size(2).labels("!ignored");
+    let mut stream = watcher(api, cfg).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            watcher::Event::Init => {}
+            watcher::Event::InitApply(cm) => initial.push(cm.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    initial.sort();
+    assert_eq!(initial, ["kube-root-ca.crt", "w-0", "w-1", "w-2"]);
+    raw.post(
+        "/api/v1/namespaces/rec/configmaps",
+        json!({"metadata": {"name": "w-new"}}),
+    )
+    .await;
+    raw.call(
+        "DELETE",
+        "/api/v1/namespaces/rec/configmaps/w-0",
+        None,
+        None,
+        Vec::new(),
+    )
+    .await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            watcher::Event::Apply(cm) => seen.push(format!("apply {}", cm.metadata.name.unwrap())),
+            watcher::Event::Delete(cm) => {
+                seen.push(format!("delete {}", cm.metadata.name.unwrap()))
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["apply w-new", "delete w-0"]);
+}

@@ -34,6 +34,8 @@ pub struct Api {
     pub ca_pem: String,
     /// Serializes Service creates so IP/port allocation cannot hand out duplicates.
     allocation: Mutex<()>,
+    /// Local addresses standing in for Services that back webhooks.
+    pub service_routes: RwLock<admission::ServiceRoutes>,
 }
 
 /// Options shared by writes.
@@ -306,6 +308,11 @@ impl Api {
         if !admission::any_configured(&self.store) {
             return Ok(Vec::new());
         }
+        let services = self
+            .service_routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
         let namespace_labels = ns
             .and_then(|n| {
@@ -359,11 +366,17 @@ impl Api {
             m.remove("uid");
             m.insert("creationTimestamp".into(), Value::Null);
         }
-        let mut warnings =
-            admission::admit(&self.store, admission::Phase::Mutating, &a, &mut typed)?;
+        let mut warnings = admission::admit(
+            &self.store,
+            &services,
+            admission::Phase::Mutating,
+            &a,
+            &mut typed,
+        )?;
         let Some(obj) = obj else {
             warnings.extend(admission::admit(
                 &self.store,
+                &services,
                 admission::Phase::Validating,
                 &a,
                 &mut None,
@@ -386,6 +399,7 @@ impl Api {
         let mut typed = Some(render::object(rt, obj));
         warnings.extend(admission::admit(
             &self.store,
+            &services,
             admission::Phase::Validating,
             &a,
             &mut typed,
@@ -400,6 +414,7 @@ impl Api {
             registry: RwLock::new(Registry::builtin()?),
             ca_pem,
             allocation: Mutex::new(()),
+            service_routes: RwLock::default(),
         })
     }
 
