@@ -1032,3 +1032,50 @@ async fn kube_runtime_watcher_lists_then_follows_changes() {
     }
     assert_eq!(seen, ["apply w-new", "delete w-0"]);
 }
+
+#[tokio::test]
+async fn terminating_namespaces_survive_updates_until_finalized() {
+    let (_cluster, raw) = setup().await;
+    raw.post("/api/v1/namespaces", json!({"metadata": {"name": "stuck"}}))
+        .await;
+    raw.post(
+        "/api/v1/namespaces/stuck/configmaps",
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+    )
+    .await;
+    let r = raw
+        .call("DELETE", "/api/v1/namespaces/stuck", None, None, Vec::new())
+        .await;
+    assert_eq!(r.json()["status"]["phase"], "Terminating");
+    let r = raw
+        .call(
+            "PATCH",
+            "/api/v1/namespaces/stuck",
+            Some("application/merge-patch+json"),
+            None,
+            br#"{"metadata":{"labels":{"note":"still-here"}}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ns = raw.get("/api/v1/namespaces/stuck").await;
+    assert_eq!(ns.status, 200, "an update does not finish the deletion");
+    let mut body = ns.json();
+    assert_eq!(body["spec"]["finalizers"], json!(["kubernetes"]));
+    // Force-finalizing (PUT .../finalize without finalizers) removes it at once.
+    body["spec"]["finalizers"] = json!([]);
+    let r = raw
+        .call(
+            "PUT",
+            "/api/v1/namespaces/stuck/finalize",
+            Some("application/json"),
+            None,
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    wait_until("finalized namespace gone", || async {
+        raw.get("/api/v1/namespaces/stuck").await.status == 404
+    })
+    .await;
+}

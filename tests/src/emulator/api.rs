@@ -965,7 +965,21 @@ impl Api {
         let mut warnings = Vec::new();
         render::strip_type(&mut new);
         let name = meta_str(old, "name").unwrap_or("").to_owned();
-        if subresource == Some("status") {
+        if subresource == Some("finalize") {
+            // namespaces/finalize changes only spec.finalizers.
+            let mut merged = old.clone();
+            let finalizers = new.pointer("/spec/finalizers").cloned();
+            if let Some(m) = merged.as_object_mut() {
+                let spec = m.entry("spec").or_insert_with(|| json!({}));
+                if let Some(spec) = spec.as_object_mut() {
+                    match finalizers {
+                        Some(f) => spec.insert("finalizers".into(), f),
+                        None => spec.remove("finalizers"),
+                    };
+                }
+            }
+            new = merged;
+        } else if subresource == Some("status") {
             let mut merged = old.clone();
             if let Some(m) = merged.as_object_mut() {
                 match new.get("status") {
@@ -1078,7 +1092,17 @@ impl Api {
             }
             return Ok(Arc::new(shown));
         }
-        if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
+        // Namespaces also wait for their spec finalizers (the namespace controller's).
+        let spec_finalizers = rt.group.is_empty()
+            && rt.plural == "namespaces"
+            && new
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+        if meta_str(&new, "deletionTimestamp").is_some()
+            && finalizers(&new).is_empty()
+            && !spec_finalizers
+        {
             // Store the final state first so watchers see it, then remove it.
             let stored = self
                 .store
