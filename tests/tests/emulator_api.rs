@@ -937,6 +937,13 @@ async fn garbage_collection_follows_owner_references() {
     let dep = raw.get(&cm("orphan-dep")).await.json();
     assert!(dep["metadata"].get("ownerReferences").is_none(), "{dep}");
 
+    // An owner of a kind that is not served cannot be looked up: left alone.
+    raw.post(
+        "/api/v1/namespaces/rec/configmaps",
+        json!({"metadata": {"name": "ghost-owned", "ownerReferences": [
+            {"apiVersion": "nosuch.example.com/v1", "kind": "Ghost", "name": "g", "uid": "00000000-0000-0000-0000-000000000001"}]}}),
+    )
+    .await;
     // A reference to an owner that does not exist makes the object garbage, as on a real cluster.
     raw.post(
         "/api/v1/namespaces/rec/configmaps",
@@ -948,6 +955,7 @@ async fn garbage_collection_follows_owner_references() {
         raw.get(&cm("dangling")).await.status == 404
     })
     .await;
+    assert_eq!(raw.get(&cm("ghost-owned")).await.status, 200);
 }
 
 #[tokio::test]
