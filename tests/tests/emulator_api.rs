@@ -461,7 +461,7 @@ async fn watch_matches_recordings() {
     let watch = {
         let client = raw.client.clone();
         let uri = format!(
-            "{base}?watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3"
+            "{base}?watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=4"
         );
         tokio::spawn(async move { Raw { client }.get(&uri).await })
     };
@@ -488,19 +488,22 @@ async fn watch_matches_recordings() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(
-        types,
-        ["ADDED", "MODIFIED", "DELETED", "BOOKMARK"],
-        "{text}"
-    );
+    // The bookmark comes ~2 s before the end; on a slow machine it may precede the changes.
+    let (bookmarks, changes): (Vec<&Value>, Vec<&Value>) =
+        events.iter().partition(|e| e["type"] == "BOOKMARK");
+    let types: Vec<&str> = changes
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["ADDED", "MODIFIED", "DELETED"], "{text}");
+    assert_eq!(bookmarks.len(), 1, "{text}");
     let recorded_events = &recorded("watch-events")["body"];
-    for (got, want) in events.iter().zip(recorded_events.as_array().unwrap()) {
+    for (got, want) in changes.iter().zip(recorded_events.as_array().unwrap()) {
         assert_eq!(got["object"]["kind"], want["object"]["kind"]);
         assert_eq!(got["object"]["apiVersion"], want["object"]["apiVersion"]);
         assert_eq!(got["object"]["data"], want["object"]["data"]);
     }
-    let bookmark = &events[3]["object"];
+    let bookmark = &bookmarks[0]["object"];
     let want_bm = &recorded("watch-bookmark")["body"][1]["object"];
     assert_eq!(bookmark["kind"], want_bm["kind"]);
     assert_eq!(
