@@ -18,6 +18,7 @@
 //! - [`controllers`]: namespace lifecycle, CRD establishing, garbage collection;
 //! - [`watch`], [`render`], [`status`], [`tls`].
 
+pub mod admission;
 pub mod api;
 pub mod controllers;
 pub mod crd;
@@ -223,6 +224,18 @@ impl Emulator {
     /// The log of requests served so far.
     pub fn request_log(&self) -> RequestLog {
         self.log.clone()
+    }
+
+    /// Route the in-cluster Service `namespace/name` to `addr` on this machine, so
+    /// that webhooks configured with `clientConfig.service` reach a server the test
+    /// runs (as the Service's pods would serve it in a real cluster). TLS is still
+    /// verified against `<name>.<namespace>.svc` with the webhook's caBundle.
+    pub fn expose_service(&self, namespace: &str, name: &str, addr: SocketAddr) {
+        self.api
+            .service_routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((namespace.to_owned(), name.to_owned()), addr);
     }
 
     /// Direct access to the emulated cluster (for tests of the emulator itself).
