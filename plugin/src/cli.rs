@@ -73,6 +73,9 @@ pub enum Command {
     /// Restore a backup into the same or another cluster; list and describe restores.
     Restore(crate::restore::RestoreArgs),
 
+    /// Manage backup locations: S3, MinIO, GCS, Azure Blob or a local folder.
+    Location(crate::location::command::LocationArgs),
+
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     #[command(
         long_about = "Print a shell completion script.\n\nbash:  source <(kubectl backup completion bash)\n\

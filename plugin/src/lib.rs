@@ -144,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Version(args) => version::run(&global, args).await,
         Command::Restore(args) => restore::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
+        Command::Location(args) => location::command::run(&global, args).await,
         Command::Backup(command) => backup::commands::run(&global, command).await,
     }
 }
