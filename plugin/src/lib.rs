@@ -12,6 +12,7 @@ pub mod etcd;
 pub mod location;
 pub mod output;
 pub mod progress;
+pub mod restore;
 pub mod version;
 
 use std::io::ErrorKind;
@@ -142,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let global = cli.global;
     match cli.command {
         Command::Version(args) => version::run(&global, args).await,
+        Command::Restore(args) => restore::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
         Command::Etcd(args) => etcd::run(&global, args).await,
         Command::Location(args) => location::command::run(&global, args).await,
