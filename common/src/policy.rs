@@ -518,14 +518,12 @@ impl Policy {
             .and_then(|i| self.config.pod_security.rules.get(i))
     }
 
-    /// The labels `namespace` should carry for one PSA mode (rule, then defaults),
-    /// and whether existing labels may be replaced.
-    pub fn psa_wanted(&self, namespace: &str, mode: PsaMode) -> (Option<&PsaSetting>, bool) {
-        let rule = self.psa_rule_for(namespace);
-        let setting = rule
+    /// The setting `namespace` should carry for one PSA mode: the matching
+    /// rule's, else the default.
+    pub fn psa_wanted(&self, namespace: &str, mode: PsaMode) -> Option<&PsaSetting> {
+        self.psa_rule_for(namespace)
             .and_then(|r| r.get(mode))
-            .or_else(|| self.config.pod_security.defaults.get(mode));
-        (setting, rule.is_some_and(|r| r.override_existing))
+            .or_else(|| self.config.pod_security.defaults.get(mode))
     }
 
     /// Serialize back to YAML (for `webhook status`).
@@ -550,13 +548,12 @@ mod tests {
         assert_eq!(p.config.snapshot_class.mode, Mode::Mutate);
         assert_eq!(
             p.psa_wanted("volume-snapshot-controller", PsaMode::Enforce)
-                .0
                 .unwrap()
                 .level,
             Level::Privileged
         );
         assert_eq!(
-            p.psa_wanted("shop", PsaMode::Enforce).0.unwrap().level,
+            p.psa_wanted("shop", PsaMode::Enforce).unwrap().level,
             Level::Baseline
         );
     }
@@ -584,11 +581,11 @@ storageClass:
         .unwrap();
         assert_eq!(p.config.snapshot_class.mode, Mode::Deny);
         assert_eq!(p.config.snapshot_class.content_scope, Scope::All);
-        let (s, over) = p.psa_wanted("monitoring-eu", PsaMode::Enforce);
+        let s = p.psa_wanted("monitoring-eu", PsaMode::Enforce);
         assert_eq!(s.unwrap().level, Level::Privileged);
-        assert!(over);
+        assert!(p.psa_rule_for("monitoring-eu").unwrap().override_existing);
         // A rule without audit falls back to the defaults, which here have none.
-        assert!(p.psa_wanted("monitoring-eu", PsaMode::Audit).0.is_none());
+        assert!(p.psa_wanted("monitoring-eu", PsaMode::Audit).is_none());
         assert!(p.psa_rule_for("kube-public").is_some());
         assert!(p.psa_rule_for("shop").is_none());
         assert_eq!(p.config.storage_class.map["gp2"], "standard");
@@ -647,7 +644,9 @@ storageClass:
         for ok in ["latest", "v1.0", "v1.28", "v1.100"] {
             assert!(PsaVersion::is_valid(ok), "{ok}");
         }
-        for bad in ["", "v1.", "v2.1", "1.28", "v1.028", "v1.2x", "Latest", "v1.28.1"] {
+        for bad in [
+            "", "v1.", "v2.1", "1.28", "v1.028", "v1.2x", "Latest", "v1.28.1",
+        ] {
             assert!(!PsaVersion::is_valid(bad), "{bad}");
         }
     }

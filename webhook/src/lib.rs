@@ -3,6 +3,8 @@
 //! namespaces carry Pod Security labels, PVCs only land when their
 //! StorageClass exists).
 
+pub mod policy;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
