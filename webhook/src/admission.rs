@@ -219,11 +219,15 @@ mod tests {
     fn malformed_bodies_are_rejected_clearly() {
         let err = Review::from_slice(b"{\"kind\":").unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
-        assert!(err.to_string().contains("not a valid AdmissionReview"), "{err}");
+        assert!(
+            err.to_string().contains("not a valid AdmissionReview"),
+            "{err}"
+        );
         let err = Review::from_slice(b"[]").unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
-        let err = Review::from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#)
-            .unwrap_err();
+        let err =
+            Review::from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#)
+                .unwrap_err();
         assert!(matches!(err, ReviewRejection::NoRequest));
         let mut v = crate::policy::test_support::review_json("admission-pvc-create.json", 0);
         v["apiVersion"] = "admission.k8s.io/v1beta1".into();
@@ -237,12 +241,15 @@ mod tests {
 
     #[test]
     fn answers_echo_the_uid_and_carry_patch_and_warnings() {
-        let Review(req) = Review::from_slice(&body("admission-volumesnapshotclass-create.json", 0)).unwrap();
+        let Review(req) =
+            Review::from_slice(&body("admission-volumesnapshotclass-create.json", 0)).unwrap();
         let verdict = Verdict {
-            patch: vec![json_patch::PatchOperation::Replace(json_patch::ReplaceOperation {
-                path: json_patch::jsonptr::PointerBuf::from_tokens(["deletionPolicy"]),
-                value: "Retain".into(),
-            })],
+            patch: vec![json_patch::PatchOperation::Replace(
+                json_patch::ReplaceOperation {
+                    path: json_patch::jsonptr::PointerBuf::from_tokens(["deletionPolicy"]),
+                    value: "Retain".into(),
+                },
+            )],
             warnings: vec!["changed".into()],
             denials: vec![],
             decision: Some((PolicyName::SnapshotClass, Outcome::Mutated)),

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::reflector;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt as _;
 
 use crate::App;
 use crate::policy::{ClusterState, StorageClassInfo};
@@ -26,7 +26,11 @@ pub fn info(class: &StorageClass) -> StorageClassInfo {
     let annotations = class.metadata.annotations.as_ref();
     let is_default = [DEFAULT_CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION_BETA]
         .iter()
-        .any(|k| annotations.and_then(|a| a.get(*k)).is_some_and(|v| v == "true"));
+        .any(|k| {
+            annotations
+                .and_then(|a| a.get(*k))
+                .is_some_and(|v| v == "true")
+        });
     StorageClassInfo {
         name: class.metadata.name.clone().unwrap_or_default(),
         is_default,
@@ -84,9 +88,11 @@ mod tests {
         assert!(i.is_default);
         assert_eq!(i.name, "std");
         assert!(i.created.starts_with("2026-11-21"));
-        sc.metadata.annotations = Some([(DEFAULT_CLASS_ANNOTATION_BETA.to_owned(), "true".to_owned())].into());
+        sc.metadata.annotations =
+            Some([(DEFAULT_CLASS_ANNOTATION_BETA.to_owned(), "true".to_owned())].into());
         assert!(info(&sc).is_default);
-        sc.metadata.annotations = Some([(DEFAULT_CLASS_ANNOTATION.to_owned(), "false".to_owned())].into());
+        sc.metadata.annotations =
+            Some([(DEFAULT_CLASS_ANNOTATION.to_owned(), "false".to_owned())].into());
         assert!(!info(&sc).is_default);
     }
 }

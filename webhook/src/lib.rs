@@ -165,7 +165,8 @@ impl App {
 
     /// Replace the cluster snapshot.
     pub fn set_state(&self, state: ClusterState) {
-        self.metrics.set_storage_classes(state.storage_classes.len());
+        self.metrics
+            .set_storage_classes(state.storage_classes.len());
         write(&self.state, Arc::new(state));
     }
 
@@ -201,7 +202,8 @@ fn write<T>(lock: &RwLock<Arc<T>>, value: Arc<T>) {
 pub fn load_policy(path: &Path) -> anyhow::Result<(Policy, Option<String>)> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let policy = Policy::from_yaml(&text).with_context(|| format!("policy file {}", path.display()))?;
+            let policy = Policy::from_yaml(&text)
+                .with_context(|| format!("policy file {}", path.display()))?;
             Ok((policy, Some(text)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Policy::default(), None)),
@@ -272,7 +274,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             tokio::time::sleep(delay).await;
         }
     };
-    server::serve(listener, tls, server::router(app), shutdown, args.drain_timeout).await;
+    server::serve(
+        listener,
+        tls,
+        server::router(app),
+        shutdown,
+        args.drain_timeout,
+    )
+    .await;
     cache.abort();
     reloader.abort();
     tracing::info!("stopped");
@@ -316,8 +325,9 @@ async fn wait_for_signal() {
     }
 }
 
-/// Poll the certificate pair and the policy file.
-async fn reload_loop(
+/// Poll the certificate pair and the policy file every `interval`, swapping
+/// in what changed and keeping the old value when the new one is invalid.
+pub async fn reload_loop(
     app: Arc<App>,
     mut certs: CertReloader,
     policy_path: PathBuf,

@@ -115,7 +115,10 @@ impl Metrics {
     }
 
     fn render_into(&self, out: &mut String) -> std::fmt::Result {
-        writeln!(out, "# HELP backup_webhook_requests_total Admission requests by endpoint and HTTP status.")?;
+        writeln!(
+            out,
+            "# HELP backup_webhook_requests_total Admission requests by endpoint and HTTP status."
+        )?;
         writeln!(out, "# TYPE backup_webhook_requests_total counter")?;
         for stage in STAGES {
             for (i, code) in CODES.iter().enumerate() {
@@ -127,7 +130,10 @@ impl Metrics {
                 )?;
             }
         }
-        writeln!(out, "# HELP backup_webhook_decisions_total Policy decisions by endpoint, policy and outcome.")?;
+        writeln!(
+            out,
+            "# HELP backup_webhook_decisions_total Policy decisions by endpoint, policy and outcome."
+        )?;
         writeln!(out, "# TYPE backup_webhook_decisions_total counter")?;
         for stage in STAGES {
             for (p, policy) in PolicyName::ALL.iter().enumerate() {
@@ -143,8 +149,14 @@ impl Metrics {
                 }
             }
         }
-        writeln!(out, "# HELP backup_webhook_request_duration_seconds Time from request to response.")?;
-        writeln!(out, "# TYPE backup_webhook_request_duration_seconds histogram")?;
+        writeln!(
+            out,
+            "# HELP backup_webhook_request_duration_seconds Time from request to response."
+        )?;
+        writeln!(
+            out,
+            "# TYPE backup_webhook_request_duration_seconds histogram"
+        )?;
         for stage in STAGES {
             let h = &self.latency[stage_index(stage)];
             let mut cumulative = 0;
@@ -176,7 +188,10 @@ impl Metrics {
                 stage.as_str()
             )?;
         }
-        writeln!(out, "# HELP backup_webhook_reloads_total Certificate and policy reloads by result.")?;
+        writeln!(
+            out,
+            "# HELP backup_webhook_reloads_total Certificate and policy reloads by result."
+        )?;
         writeln!(out, "# TYPE backup_webhook_reloads_total counter")?;
         for (f, file) in ["certificate", "policy"].iter().enumerate() {
             for (r, result) in ["ok", "error"].iter().enumerate() {
@@ -187,12 +202,22 @@ impl Metrics {
                 )?;
             }
         }
-        writeln!(out, "# HELP backup_webhook_ready 1 once the StorageClass cache has synced.")?;
+        writeln!(
+            out,
+            "# HELP backup_webhook_ready 1 once the StorageClass cache has synced."
+        )?;
         writeln!(out, "# TYPE backup_webhook_ready gauge")?;
         writeln!(out, "backup_webhook_ready {}", self.ready.load(Relaxed))?;
-        writeln!(out, "# HELP backup_webhook_storage_classes StorageClasses in the watch cache.")?;
+        writeln!(
+            out,
+            "# HELP backup_webhook_storage_classes StorageClasses in the watch cache."
+        )?;
         writeln!(out, "# TYPE backup_webhook_storage_classes gauge")?;
-        writeln!(out, "backup_webhook_storage_classes {}", self.storage_classes.load(Relaxed))?;
+        writeln!(
+            out,
+            "backup_webhook_storage_classes {}",
+            self.storage_classes.load(Relaxed)
+        )?;
         Ok(())
     }
 }
@@ -212,15 +237,25 @@ mod tests {
         m.set_ready(true);
         let text = m.render();
         assert!(text.contains("backup_webhook_requests_total{endpoint=\"mutate\",code=\"200\"} 2"));
-        assert!(text.contains("backup_webhook_requests_total{endpoint=\"validate\",code=\"400\"} 1"));
+        assert!(
+            text.contains("backup_webhook_requests_total{endpoint=\"validate\",code=\"400\"} 1")
+        );
         assert!(text.contains(
             "backup_webhook_decisions_total{endpoint=\"mutate\",policy=\"snapshot-class\",outcome=\"mutated\"} 1"
         ));
-        assert!(text.contains("backup_webhook_request_duration_seconds_bucket{endpoint=\"mutate\",le=\"0.0001\"} 1"));
-        assert!(text.contains("backup_webhook_request_duration_seconds_bucket{endpoint=\"mutate\",le=\"0.001\"} 2"));
+        assert!(text.contains(
+            "backup_webhook_request_duration_seconds_bucket{endpoint=\"mutate\",le=\"0.0001\"} 1"
+        ));
+        assert!(text.contains(
+            "backup_webhook_request_duration_seconds_bucket{endpoint=\"mutate\",le=\"0.001\"} 2"
+        ));
         // 5 s is beyond the last bucket: only in +Inf.
-        assert!(text.contains("backup_webhook_request_duration_seconds_bucket{endpoint=\"validate\",le=\"1\"} 0"));
-        assert!(text.contains("backup_webhook_request_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 1"));
+        assert!(text.contains(
+            "backup_webhook_request_duration_seconds_bucket{endpoint=\"validate\",le=\"1\"} 0"
+        ));
+        assert!(text.contains(
+            "backup_webhook_request_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 1"
+        ));
         assert!(text.contains("backup_webhook_reloads_total{file=\"policy\",result=\"error\"} 1"));
         assert!(text.contains("backup_webhook_ready 1"));
     }

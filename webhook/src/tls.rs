@@ -275,7 +275,8 @@ mod tests {
         let (c1, k1) = pair(dir.path(), "one.example");
         std::fs::write(&c, &c1).unwrap();
         std::fs::write(&k, &k1).unwrap();
-        let (mut reloader, resolver) = CertReloader::start(&c, &k, Duration::from_secs(3600)).unwrap();
+        let (mut reloader, resolver) =
+            CertReloader::start(&c, &k, Duration::from_secs(3600)).unwrap();
         let first = resolver.current();
         assert_eq!(reloader.poll(), ReloadEvent::Unchanged);
 
@@ -290,7 +291,14 @@ mod tests {
         assert_eq!(reloader.poll(), ReloadEvent::Reloaded);
         let second = resolver.current();
         assert!(!Arc::ptr_eq(&first, &second));
-        assert_eq!(second.cert[0].as_ref(), CertificateDer::pem_slice_iter(c2.as_bytes()).next().unwrap().unwrap().as_ref());
+        assert_eq!(
+            second.cert[0].as_ref(),
+            CertificateDer::pem_slice_iter(c2.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap()
+                .as_ref()
+        );
 
         // A mismatched pair is refused once, and the old one kept.
         let (c3, _) = pair(dir.path(), "three.example");
