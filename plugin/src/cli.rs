@@ -77,6 +77,9 @@ zsh:   kubectl backup completion zsh > \"${fpath[1]}/_kubectl-backup\"\n\
 fish:  kubectl backup completion fish | source"
     )]
     Completion(CompletionArgs),
+
+    /// Install, inspect or remove the admission webhook that makes restores land safely.
+    Webhook(crate::webhook::WebhookArgs),
 }
 
 /// Arguments of `completion`.

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod location;
 pub mod output;
 pub mod version;
+pub mod webhook;
 
 use std::io::ErrorKind;
 use std::process::ExitCode;
@@ -139,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Version(args) => version::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
+        Command::Webhook(args) => webhook::run(&global, args).await,
     }
 }
 
