@@ -39,6 +39,26 @@ pub const POLICY_KEY: &str = "policy.yaml";
 /// Name of the ClusterRole and ClusterRoleBinding.
 pub const CLUSTER_ROLE: &str = "kubectl-backup:backup-webhook";
 
+/// Name of the cluster-scoped webhook configurations of an install in
+/// `namespace`. Installs in other namespaces than the default get their own
+/// names so they never overwrite each other's registration.
+pub fn configuration_name(namespace: &str) -> String {
+    if namespace == backup_common::DEFAULT_TOOL_NAMESPACE {
+        backup_common::WEBHOOK_NAME.to_owned()
+    } else {
+        format!("{}-{namespace}", backup_common::WEBHOOK_NAME)
+    }
+}
+
+/// Name of the ClusterRole and ClusterRoleBinding of an install in `namespace`.
+pub fn cluster_role_name(namespace: &str) -> String {
+    if namespace == backup_common::DEFAULT_TOOL_NAMESPACE {
+        CLUSTER_ROLE.to_owned()
+    } else {
+        format!("{namespace}:{}", backup_common::WEBHOOK_NAME)
+    }
+}
+
 /// Why the embedded manifests could not be used (a build defect, not a user error).
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -124,8 +144,11 @@ pub fn workload(
     ns.metadata.name = Some(namespace.to_owned());
     let mut service_account: ServiceAccount = doc("rbac.yaml", RBAC, 0)?;
     set_namespace(&mut service_account.metadata, namespace);
-    let cluster_role: ClusterRole = doc("rbac.yaml", RBAC, 1)?;
+    let mut cluster_role: ClusterRole = doc("rbac.yaml", RBAC, 1)?;
+    cluster_role.metadata.name = Some(cluster_role_name(namespace));
     let mut cluster_role_binding: ClusterRoleBinding = doc("rbac.yaml", RBAC, 2)?;
+    cluster_role_binding.metadata.name = Some(cluster_role_name(namespace));
+    cluster_role_binding.role_ref.name = cluster_role_name(namespace);
     for subject in cluster_role_binding.subjects.iter_mut().flatten() {
         subject.namespace = Some(namespace.to_owned());
     }
@@ -282,6 +305,8 @@ pub fn webhook_configurations(
 ) -> Result<(MutatingWebhookConfiguration, ValidatingWebhookConfiguration), ManifestError> {
     let mut mutating: MutatingWebhookConfiguration = doc("webhooks.yaml", WEBHOOKS, 0)?;
     let mut validating: ValidatingWebhookConfiguration = doc("webhooks.yaml", WEBHOOKS, 1)?;
+    mutating.metadata.name = Some(configuration_name(namespace));
+    validating.metadata.name = Some(configuration_name(namespace));
     if let Some(hooks) = mutating.webhooks.as_mut() {
         hooks.retain(|w| entry_policy(&w.name, policy).0 != Mode::Off);
         for w in hooks.iter_mut() {
@@ -349,6 +374,12 @@ mod tests {
             Some("tools")
         );
         assert_eq!(w.pdb.metadata.namespace.as_deref(), Some("tools"));
+        assert_eq!(
+            w.cluster_role.metadata.name.as_deref(),
+            Some("tools:backup-webhook")
+        );
+        let default = workload(backup_common::DEFAULT_TOOL_NAMESPACE, None, None).unwrap();
+        assert_eq!(default.cluster_role_binding.role_ref.name, CLUSTER_ROLE);
         // Least privilege: read-only verbs only.
         for rule in w.cluster_role.rules.unwrap() {
             for verb in rule.verbs {
@@ -361,6 +392,7 @@ mod tests {
     fn configurations_follow_the_good_practices() {
         let policy = Policy::default();
         let (m, v) = webhook_configurations(&policy, "tools", &Endpoint::Service, "CA").unwrap();
+        assert_eq!(m.metadata.name.as_deref(), Some("backup-webhook-tools"));
         let mhooks = m.webhooks.unwrap();
         let vhooks = v.webhooks.unwrap();
         assert_eq!(mhooks.len(), 4);

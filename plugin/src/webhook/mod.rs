@@ -37,9 +37,7 @@ use crate::output::{OutputFormat, Table, print_structured, write_stdout};
 use crate::{Outcome, UsageError};
 
 use self::certs::ServingCerts;
-use self::manifests::{
-    CLUSTER_ROLE, DEFAULT_POLICY, Endpoint, POLICY_CONFIG_MAP, POLICY_KEY, TLS_SECRET,
-};
+use self::manifests::{DEFAULT_POLICY, Endpoint, POLICY_CONFIG_MAP, POLICY_KEY, TLS_SECRET};
 
 /// The field manager recorded on objects the plugin writes.
 const FIELD_MANAGER: &str = "kubectl-backup";
@@ -231,13 +229,21 @@ async fn install(global: &GlobalArgs, args: InstallArgs) -> anyhow::Result<Outco
         &workload.cluster_role,
     )
     .await?;
-    say("clusterrole", CLUSTER_ROLE, what);
+    say(
+        "clusterrole",
+        &manifests::cluster_role_name(&namespace),
+        what,
+    );
     let what = apply(
         &Api::<ClusterRoleBinding>::all(client.clone()),
         &workload.cluster_role_binding,
     )
     .await?;
-    say("clusterrolebinding", CLUSTER_ROLE, what);
+    say(
+        "clusterrolebinding",
+        &manifests::cluster_role_name(&namespace),
+        what,
+    );
     let what = apply(
         &Api::<ConfigMap>::namespaced(client.clone(), &namespace),
         &manifests::policy_config_map(&namespace, &policy_text),
@@ -345,21 +351,14 @@ async fn register(
         &mutating,
     )
     .await?;
-    say(
-        "mutatingwebhookconfiguration",
-        backup_common::WEBHOOK_NAME,
-        what,
-    );
+    let config_name = manifests::configuration_name(namespace);
+    say("mutatingwebhookconfiguration", &config_name, what);
     let what = apply(
         &Api::<ValidatingWebhookConfiguration>::all(client.clone()),
         &validating,
     )
     .await?;
-    say(
-        "validatingwebhookconfiguration",
-        backup_common::WEBHOOK_NAME,
-        what,
-    );
+    say("validatingwebhookconfiguration", &config_name, what);
     Ok(())
 }
 
@@ -464,11 +463,12 @@ async fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<Outcome
         }
         None => (false, "-".to_owned(), None),
     };
+    let config_name = manifests::configuration_name(&namespace);
     let mutating = Api::<MutatingWebhookConfiguration>::all(client.clone())
-        .get_opt(backup_common::WEBHOOK_NAME)
+        .get_opt(&config_name)
         .await?;
     let validating = Api::<ValidatingWebhookConfiguration>::all(client.clone())
-        .get_opt(backup_common::WEBHOOK_NAME)
+        .get_opt(&config_name)
         .await?;
     let mut registered = Vec::new();
     let mut endpoint = None;
@@ -603,17 +603,19 @@ async fn uninstall(global: &GlobalArgs, _args: UninstallArgs) -> anyhow::Result<
     let client = crate::cluster::connect(global).await?;
     let ns = global.tool_namespace.as_str();
     let name = backup_common::WEBHOOK_NAME;
+    let config_name = manifests::configuration_name(ns);
+    let role_name = manifests::cluster_role_name(ns);
     // Registration first: from here on the API server no longer calls us.
     delete(
         &Api::<ValidatingWebhookConfiguration>::all(client.clone()),
         "validatingwebhookconfiguration",
-        name,
+        &config_name,
     )
     .await?;
     delete(
         &Api::<MutatingWebhookConfiguration>::all(client.clone()),
         "mutatingwebhookconfiguration",
-        name,
+        &config_name,
     )
     .await?;
     delete(
@@ -649,13 +651,13 @@ async fn uninstall(global: &GlobalArgs, _args: UninstallArgs) -> anyhow::Result<
     delete(
         &Api::<ClusterRoleBinding>::all(client.clone()),
         "clusterrolebinding",
-        CLUSTER_ROLE,
+        &role_name,
     )
     .await?;
     delete(
         &Api::<ClusterRole>::all(client.clone()),
         "clusterrole",
-        CLUSTER_ROLE,
+        &role_name,
     )
     .await?;
     delete(
