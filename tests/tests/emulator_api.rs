@@ -842,3 +842,130 @@ async fn services_and_pvcs_get_cluster_defaults() {
     assert!(a["spec"]["ports"][0]["nodePort"].as_u64().unwrap() >= 30000);
     assert!(b["spec"]["ports"][0].get("nodePort").is_none());
 }
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn garbage_collection_follows_owner_references() {
+    let (_cluster, raw) = setup().await;
+    let deploy = |name: &str| {
+        json!({"metadata": {"name": name}, "spec": {"selector": {"matchLabels": {"a": name}},
+            "template": {"metadata": {"labels": {"a": name}}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}})
+    };
+    let mut owners = Vec::new();
+    for name in ["bg", "fg", "orphan"] {
+        let d = raw
+            .post("/apis/apps/v1/namespaces/rec/deployments", deploy(name))
+            .await
+            .json();
+        let uid = d["metadata"]["uid"].as_str().unwrap().to_owned();
+        let r = raw
+            .post(
+                "/api/v1/namespaces/rec/configmaps",
+                json!({"metadata": {"name": format!("{name}-dep"), "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid}]}}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+        owners.push(uid);
+    }
+    let cm = |name: &str| format!("/api/v1/namespaces/rec/configmaps/{name}");
+    let deploy_url = |name: &str| format!("/apis/apps/v1/namespaces/rec/deployments/{name}");
+
+    // Background (the default): the owner goes at once, the dependent soon after.
+    let r = raw
+        .call("DELETE", &deploy_url("bg"), None, None, Vec::new())
+        .await;
+    assert_eq!(r.status, 200);
+    wait_until("background dependent deleted", || async {
+        raw.get(&cm("bg-dep")).await.status == 404
+    })
+    .await;
+
+    // Foreground: the owner waits (foregroundDeletion) until the dependent is gone.
+    let body = serde_json::to_vec(
+        &json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"}),
+    )
+    .unwrap();
+    let r = raw
+        .call(
+            "DELETE",
+            &deploy_url("fg"),
+            Some("application/json"),
+            None,
+            body,
+        )
+        .await;
+    assert_eq!(
+        r.json()["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+    wait_until("foreground owner deleted", || async {
+        raw.get(&deploy_url("fg")).await.status == 404
+    })
+    .await;
+    assert_eq!(raw.get(&cm("fg-dep")).await.status, 404);
+
+    // Orphan: the dependent stays, without the reference.
+    let r = raw
+        .call(
+            "DELETE",
+            &format!("{}?propagationPolicy=Orphan", deploy_url("orphan")),
+            None,
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    wait_until("orphaning owner deleted", || async {
+        raw.get(&deploy_url("orphan")).await.status == 404
+    })
+    .await;
+    let dep = raw.get(&cm("orphan-dep")).await.json();
+    assert!(dep["metadata"].get("ownerReferences").is_none(), "{dep}");
+
+    // A reference to an owner that does not exist makes the object garbage, as on a real cluster.
+    raw.post(
+        "/api/v1/namespaces/rec/configmaps",
+        json!({"metadata": {"name": "dangling", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gone", "uid": "00000000-0000-0000-0000-000000000000"}]}}),
+    )
+    .await;
+    wait_until("dangling dependent deleted", || async {
+        raw.get(&cm("dangling")).await.status == 404
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pending_claims_get_a_default_class_retroactively() {
+    let (_cluster, raw) = setup().await;
+    let rec = recorded("pvc-create-no-default-storageclass");
+    let got = raw.replay(&rec).await.json();
+    let name = got["metadata"]["name"].as_str().unwrap().to_owned();
+    assert!(got["spec"].get("storageClassName").is_none());
+    raw.replay(&recorded("storageclass-create-default")).await;
+    let url = format!("/api/v1/namespaces/rec/persistentvolumeclaims/{name}");
+    wait_until("default class assigned", || async {
+        raw.get(&url).await.json()["spec"]["storageClassName"] == "rec-default"
+    })
+    .await;
+    let want = &recorded("pvc-retroactive-default-storageclass")["body"];
+    wait_until("provisioner annotations", || async {
+        raw.get(&url).await.json()["metadata"]["annotations"] == want["metadata"]["annotations"]
+    })
+    .await;
+}

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
+use super::admission;
 use super::crd;
 use super::defaults;
 use super::managed;
@@ -277,7 +278,121 @@ fn generate_suffix() -> String {
         .collect()
 }
 
+/// The operation under admission.
+#[derive(Debug, Clone, Copy)]
+pub enum Operation<'a> {
+    /// CREATE.
+    Create,
+    /// UPDATE (PUT or PATCH), of a subresource if given.
+    Update(Option<&'a str>),
+    /// DELETE.
+    Delete,
+}
+
 impl Api {
+    /// Run the admission webhooks for a write: mutating ones may change `obj` (stored
+    /// form, without kind/apiVersion); returns their warnings.
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &self,
+        rt: &ResourceType,
+        op: Operation<'_>,
+        ns: Option<&str>,
+        name: &str,
+        old: Option<&Value>,
+        obj: Option<&mut Value>,
+        dry_run: bool,
+    ) -> ApiResult<Vec<String>> {
+        if !admission::any_configured(&self.store) {
+            return Ok(Vec::new());
+        }
+        let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
+        let namespace_labels = ns
+            .and_then(|n| {
+                self.store.get(
+                    &StorageKey {
+                        group: String::new(),
+                        plural: "namespaces".into(),
+                    },
+                    None,
+                    n,
+                )
+            })
+            .and_then(|o| {
+                o.pointer("/metadata/labels")
+                    .and_then(Value::as_object)
+                    .cloned()
+            })
+            .map(|m| {
+                m.into_iter()
+                    .map(|(k, v)| (k, v.as_str().unwrap_or("").to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let old_typed = old.map(|o| render::object(rt, o));
+        let (operation, subresource) = match op {
+            Operation::Create => ("CREATE", None),
+            Operation::Update(sub) => ("UPDATE", sub),
+            Operation::Delete => ("DELETE", None),
+        };
+        let a = admission::Attributes {
+            rt,
+            operation,
+            subresource,
+            namespace: if is_namespace { Some(name) } else { ns },
+            name,
+            old_object: old_typed.as_ref(),
+            dry_run,
+            namespace_labels,
+        };
+        let mut typed = obj.as_deref().map(|o| render::object(rt, o));
+        // Mutating webhooks see a new object before the server fills in uid and
+        // creationTimestamp.
+        let kept = obj.as_deref().map(|o| {
+            (
+                meta(o).and_then(|m| m.get("uid")).cloned(),
+                meta(o).and_then(|m| m.get("creationTimestamp")).cloned(),
+            )
+        });
+        if let (Operation::Create, Some(t)) = (op, typed.as_mut()) {
+            let m = meta_mut(t);
+            m.remove("uid");
+            m.insert("creationTimestamp".into(), Value::Null);
+        }
+        let mut warnings =
+            admission::admit(&self.store, admission::Phase::Mutating, &a, &mut typed)?;
+        let Some(obj) = obj else {
+            warnings.extend(admission::admit(
+                &self.store,
+                admission::Phase::Validating,
+                &a,
+                &mut None,
+            )?);
+            return Ok(warnings);
+        };
+        if let Some(mut mutated) = typed {
+            render::strip_type(&mut mutated);
+            if let (Operation::Create, Some((uid, created))) = (op, kept) {
+                let m = meta_mut(&mut mutated);
+                if let Some(uid) = uid {
+                    m.insert("uid".into(), uid);
+                }
+                if let Some(created) = created {
+                    m.insert("creationTimestamp".into(), created);
+                }
+            }
+            *obj = mutated;
+        }
+        let mut typed = Some(render::object(rt, obj));
+        warnings.extend(admission::admit(
+            &self.store,
+            admission::Phase::Validating,
+            &a,
+            &mut typed,
+        )?);
+        Ok(warnings)
+    }
+
     /// A cluster with only the built-in types and no objects.
     pub fn new(ca_pem: String) -> Result<Api, super::resources::Error> {
         Ok(Api {
@@ -711,6 +826,15 @@ impl Api {
                 &now,
             ),
         }
+        warnings.extend(self.admit(
+            rt,
+            Operation::Create,
+            ns,
+            &name,
+            None,
+            Some(&mut obj),
+            opts.dry_run,
+        )?);
         if opts.dry_run {
             return Ok(Written {
                 code: 201,
@@ -988,7 +1112,16 @@ impl Api {
             {
                 return Err(ApiError::stale(rt, name));
             }
-            let (new, mut w) = self.prepare_update(rt, &old, obj.clone(), subresource, opts)?;
+            let (mut new, mut w) = self.prepare_update(rt, &old, obj.clone(), subresource, opts)?;
+            w.extend(self.admit(
+                rt,
+                Operation::Update(subresource),
+                ns,
+                name,
+                Some(&old),
+                Some(&mut new),
+                opts.dry_run,
+            )?);
             match self.commit_update(rt, ns, &old, new, opts) {
                 Ok(stored) => {
                     w.extend(warnings);
@@ -1109,10 +1242,20 @@ impl Api {
             } else {
                 None
             };
-            let (mut new, warnings) = self.prepare_update(rt, &old, target, subresource, opts)?;
+            let (mut new, mut warnings) =
+                self.prepare_update(rt, &old, target, subresource, opts)?;
             if let Some(mf) = apply_fields {
                 meta_mut(&mut new).insert("managedFields".into(), mf);
             }
+            warnings.extend(self.admit(
+                rt,
+                Operation::Update(subresource),
+                ns,
+                name,
+                Some(&old),
+                Some(&mut new),
+                opts.dry_run,
+            )?);
             match self.commit_update(rt, ns, &old, new, opts) {
                 Ok(stored) => {
                     return Ok(Written {
@@ -1168,6 +1311,15 @@ impl Api {
                     ));
                 }
             }
+            self.admit(
+                rt,
+                Operation::Delete,
+                ns,
+                name,
+                Some(&old),
+                None,
+                opts.dry_run,
+            )?;
             let old_rv = meta_str(&old, "resourceVersion").map(str::to_owned);
             let mut f = finalizers(&old);
             let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";

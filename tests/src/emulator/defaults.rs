@@ -203,6 +203,56 @@ pub fn on_write(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
             default(spec, "suspend", json!(false));
             template_defaults(spec);
         }
+        (
+            "admissionregistration.k8s.io",
+            plural @ ("mutatingwebhookconfigurations" | "validatingwebhookconfigurations"),
+        ) => {
+            let mutating = plural == "mutatingwebhookconfigurations";
+            let kind = rt.kind.clone();
+            let mut causes = Vec::new();
+            if let Some(Value::Array(hooks)) = obj.get_mut("webhooks") {
+                for (i, h) in hooks.iter_mut().enumerate() {
+                    let Some(h) = h.as_object_mut() else { continue };
+                    default(h, "failurePolicy", json!("Fail"));
+                    default(h, "matchPolicy", json!("Equivalent"));
+                    default(h, "namespaceSelector", json!({}));
+                    default(h, "objectSelector", json!({}));
+                    default(h, "timeoutSeconds", json!(10));
+                    if mutating {
+                        default(h, "reinvocationPolicy", json!("Never"));
+                    }
+                    if let Some(Value::Array(rules)) = h.get_mut("rules") {
+                        for r in rules.iter_mut().filter_map(Value::as_object_mut) {
+                            default(r, "scope", json!("*"));
+                        }
+                    }
+                    match h.get("sideEffects").and_then(Value::as_str) {
+                        Some("None" | "NoneOnDryRun") => {}
+                        Some(other) => causes.push(Cause::not_supported(
+                            &format!("webhooks[{i}].sideEffects"),
+                            &json!(other),
+                            &["None".into(), "NoneOnDryRun".into()],
+                        )),
+                        None => causes.push(Cause::required(
+                            &format!("webhooks[{i}].sideEffects"),
+                            "must specify one of None, NoneOnDryRun",
+                        )),
+                    }
+                    if h.get("admissionReviewVersions")
+                        .and_then(Value::as_array)
+                        .is_none_or(Vec::is_empty)
+                    {
+                        causes.push(Cause::required(
+                            &format!("webhooks[{i}].admissionReviewVersions"),
+                            "must specify one of v1, v1beta1",
+                        ));
+                    }
+                }
+            }
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(&rt.group, &kind, &name, &causes));
+            }
+        }
         ("batch", "cronjobs") => {
             let spec = obj_mut(obj, "spec");
             default(spec, "concurrencyPolicy", json!("Allow"));

@@ -133,7 +133,7 @@ impl Reply {
 
     fn error(e: &ApiError) -> Reply {
         match e.to_status() {
-            Some(s) => Reply::json(e.code(), &s),
+            Some(s) => Reply::json(e.code(), &s).warnings(e.warnings()),
             None => Reply {
                 status: 404,
                 content_type: "text/plain; charset=utf-8",
