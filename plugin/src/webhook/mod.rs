@@ -515,7 +515,7 @@ async fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<Outcome
         .and_then(|s| s.data.as_ref())
         .and_then(|d| d.get("tls.crt"))
         .and_then(|b| String::from_utf8(b.0.clone()).ok())
-        .or(ca_from_config);
+        .or_else(|| ca_from_config.clone());
     let not_after = cert_pem
         .as_deref()
         .and_then(|p| certs::not_after_of(p).ok());
@@ -527,11 +527,17 @@ async fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<Outcome
             Ok(p) => summary(&p),
             Err(e) => format!("INVALID: {e}"),
         });
-    let ready = ready
-        || (deployment.is_none()
-            && endpoint
-                .as_deref()
-                .is_some_and(|e| e.starts_with("https://")));
+    // A webhook registered by URL runs elsewhere: ask it, trusting the
+    // registered caBundle as the API server does.
+    let ready = match (&deployment, endpoint.as_deref(), ca_from_config.as_deref()) {
+        (None, Some(url), Some(ca)) if url.starts_with("https://") => {
+            let base = url
+                .trim_end_matches("/mutate")
+                .trim_end_matches("/validate");
+            probe_readyz(base, ca).await
+        }
+        _ => ready,
+    };
     let st = Status {
         namespace,
         installed: deployment.is_some() || mutating.is_some() || validating.is_some(),
@@ -566,6 +572,24 @@ async fn status(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<Outcome
     }
     t.print()?;
     Ok(Outcome::Success)
+}
+
+/// Does `<base>/readyz` answer 200 over TLS verified with `ca_pem`?
+async fn probe_readyz(base: &str, ca_pem: &str) -> bool {
+    let Ok(ca) = reqwest::Certificate::from_pem(ca_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok(http) = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(5))
+        .build()
+    else {
+        return false;
+    };
+    http.get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
 }
 
 /// One line naming each policy's mode and scope.
