@@ -70,6 +70,9 @@ pub enum Command {
     /// Print the plugin version, and the cluster's when one is reachable.
     Version(crate::version::VersionArgs),
 
+    /// Restore a backup into the same or another cluster; list and describe restores.
+    Restore(crate::restore::RestoreArgs),
+
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     #[command(
         long_about = "Print a shell completion script.\n\nbash:  source <(kubectl backup completion bash)\n\
@@ -80,6 +83,9 @@ fish:  kubectl backup completion fish | source"
 
     /// Install, inspect or remove the admission webhook that makes restores land safely.
     Webhook(crate::webhook::WebhookArgs),
+
+    #[command(flatten)]
+    Backup(crate::backup::BackupCommand),
 }
 
 /// Arguments of `completion`.

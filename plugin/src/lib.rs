@@ -4,10 +4,14 @@
 //! The binary is a thin shell around [`main_with`]; everything lives in this
 //! library so that tests can import it.
 
+pub mod archive;
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod location;
 pub mod output;
+pub mod progress;
+pub mod restore;
 pub mod version;
 pub mod webhook;
 
@@ -139,8 +143,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let global = cli.global;
     match cli.command {
         Command::Version(args) => version::run(&global, args).await,
+        Command::Restore(args) => restore::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
         Command::Webhook(args) => webhook::run(&global, args).await,
+        Command::Backup(command) => backup::commands::run(&global, command).await,
     }
 }
 
