@@ -2,6 +2,9 @@
 //! endpoints, malformed bodies, TLS versions, certificate rotation by
 //! swapping the files, and a policy reload.
 
+// A test: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
