@@ -1,8 +1,11 @@
 //! Names that both programs must agree on: label keys, the tool's namespace,
 //! and the identity of the objects the plugin installs into a cluster.
 //!
-//! Kept dependency-free so that the webhook and the plugin can share it without
-//! pulling each other's dependencies.
+//! Kept small (serde, YAML, globs) so that the webhook and the plugin can share
+//! it without pulling each other's dependencies. [`policy`] is the webhook's
+//! policy file schema, which the plugin validates before installing.
+
+pub mod policy;
 
 /// Every object a restore creates carries this label, naming the backup it came from.
 pub const LABEL_BACKUP_NAME: &str = "kubectl-backup.dev/backup-name";

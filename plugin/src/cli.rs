@@ -84,6 +84,9 @@ fish:  kubectl backup completion fish | source"
     )]
     Completion(CompletionArgs),
 
+    /// Install, inspect or remove the admission webhook that makes restores land safely.
+    Webhook(crate::webhook::WebhookArgs),
+
     #[command(flatten)]
     Backup(crate::backup::BackupCommand),
     /// etcd snapshots: take, list, verify, prune, schedule and restore them.

@@ -14,6 +14,7 @@ pub mod output;
 pub mod progress;
 pub mod restore;
 pub mod version;
+pub mod webhook;
 
 use std::io::ErrorKind;
 use std::process::ExitCode;
@@ -147,6 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Completion(args) => cli::completion(args),
         Command::Etcd(args) => etcd::run(&global, args).await,
         Command::Location(args) => location::command::run(&global, args).await,
+        Command::Webhook(args) => webhook::run(&global, args).await,
         Command::Backup(command) => backup::commands::run(&global, command).await,
     }
 }
