@@ -1090,3 +1090,97 @@ async fn terminating_namespaces_survive_updates_until_finalized() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn deployments_get_replica_sets_and_pending_pods() {
+    let (_cluster, raw) = setup().await;
+    let d = raw
+        .post(
+            "/apis/apps/v1/namespaces/rec/deployments",
+            json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx:1.25"}]}}}}),
+        )
+        .await
+        .json();
+    let uid = d["metadata"]["uid"].as_str().unwrap().to_owned();
+    let count = |v: &Value| v["items"].as_array().unwrap().len();
+    wait_until("replica set and two pods", || async {
+        count(
+            &raw.get("/api/v1/namespaces/rec/pods?labelSelector=app%3Dweb")
+                .await
+                .json(),
+        ) == 2
+    })
+    .await;
+    let rs = raw
+        .get("/apis/apps/v1/namespaces/rec/replicasets")
+        .await
+        .json();
+    assert_eq!(count(&rs), 1);
+    let rs = &rs["items"][0];
+    let hash = rs["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap();
+    assert_eq!(rs["metadata"]["name"], format!("web-{hash}"));
+    assert_eq!(rs["metadata"]["ownerReferences"][0]["uid"], uid.as_str());
+    assert_eq!(rs["metadata"]["ownerReferences"][0]["controller"], true);
+    let pods = raw.get("/api/v1/namespaces/rec/pods").await.json();
+    let pod = &pods["items"][0];
+    assert!(
+        pod["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("web-{hash}-"))
+    );
+    assert_eq!(pod["status"]["phase"], "Pending");
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+
+    // A new template makes a new ReplicaSet; the old one is scaled to zero.
+    raw.call(
+        "PATCH",
+        "/apis/apps/v1/namespaces/rec/deployments/web",
+        Some("application/strategic-merge-patch+json"),
+        None,
+        br#"{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"nginx:1.26"}]}}}}"#
+            .to_vec(),
+    )
+    .await;
+    wait_until("rolled over", || async {
+        let pods = raw.get("/api/v1/namespaces/rec/pods").await.json();
+        let images: Vec<Value> = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["spec"]["containers"][0]["image"].clone())
+            .collect();
+        images == [json!("nginx:1.26"), json!("nginx:1.26")]
+    })
+    .await;
+    assert_eq!(
+        count(
+            &raw.get("/apis/apps/v1/namespaces/rec/replicasets")
+                .await
+                .json()
+        ),
+        2
+    );
+
+    // Deleting the Deployment takes its ReplicaSets and Pods along.
+    raw.call(
+        "DELETE",
+        "/apis/apps/v1/namespaces/rec/deployments/web",
+        None,
+        None,
+        Vec::new(),
+    )
+    .await;
+    wait_until("everything collected", || async {
+        count(&raw.get("/api/v1/namespaces/rec/pods").await.json()) == 0
+            && count(
+                &raw.get("/apis/apps/v1/namespaces/rec/replicasets")
+                    .await
+                    .json(),
+            ) == 0
+    })
+    .await;
+}
