@@ -1184,3 +1184,37 @@ async fn deployments_get_replica_sets_and_pending_pods() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn stateful_sets_get_their_claims_and_first_pod() {
+    let (_cluster, raw) = setup().await;
+    let rec = recorded("admission-statefulset-create");
+    let got = raw.replay(&rec).await;
+    assert_eq!(got.status, 201);
+    wait_until("claim and pod", || async {
+        raw.get("/api/v1/namespaces/rec/persistentvolumeclaims/data-db-0")
+            .await
+            .status
+            == 200
+            && raw.get("/api/v1/namespaces/rec/pods/db-0").await.status == 200
+    })
+    .await;
+    let pvc = raw
+        .get("/api/v1/namespaces/rec/persistentvolumeclaims/data-db-0")
+        .await
+        .json();
+    let want = &recorded("admission-pvc-create-by-statefulset-controller")["webhook_requests"][0]["body"]
+        ["request"]["object"];
+    assert_eq!(pvc["metadata"]["labels"], want["metadata"]["labels"]);
+    assert_eq!(pvc["spec"], want["spec"]);
+    assert!(
+        pvc["metadata"].get("ownerReferences").is_none(),
+        "retained by default"
+    );
+    let pod = raw.get("/api/v1/namespaces/rec/pods/db-0").await.json();
+    assert_eq!(
+        pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "data-db-0"
+    );
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "StatefulSet");
+}

@@ -47,7 +47,7 @@ pub async fn run(api: Arc<Api>) {
                 Ok(ev) => {
                     workloads_changed |= matches!(
                         (ev.key.group.as_str(), ev.key.plural.as_str()),
-                        ("apps", "deployments" | "replicasets") | ("", "pods")
+                        ("apps", "deployments" | "replicasets" | "statefulsets") | ("", "pods")
                     );
                     // Deletions free dependents; new owner references may point at owners
                     // that do not exist (which the real collector deletes too).
@@ -73,6 +73,7 @@ pub async fn run(api: Arc<Api>) {
             reconcile_claims(&api2);
             if workloads_changed {
                 reconcile_workloads(&api2);
+                reconcile_stateful_sets(&api2);
             }
             if gc_needed {
                 collect_garbage(&api2);
@@ -360,6 +361,114 @@ pub fn reconcile_workloads(api: &Api) {
                 let name = meta_str(p, "name").unwrap_or("").to_owned();
                 api.delete_internal(&pod_type, Some(&ns), &name);
             }
+        }
+    }
+}
+
+/// The stateful-set controller: claims from `volumeClaimTemplates` and pods named
+/// `<name>-<ordinal>`. With the default OrderedReady policy only ordinal 0 is created,
+/// because it never becomes Ready without a kubelet; with Parallel all are.
+pub fn reconcile_stateful_sets(api: &Api) {
+    let key = |g: &str, p: &str| StorageKey {
+        group: g.into(),
+        plural: p.into(),
+    };
+    let (Some(pod_type), Some(pvc_type)) = (
+        api.type_for(&key("", "pods")),
+        api.type_for(&key("", "persistentvolumeclaims")),
+    ) else {
+        return;
+    };
+    let opts = super::api::WriteOptions {
+        field_manager: "kube-controller-manager".into(),
+        ..Default::default()
+    };
+    for sts in api.store.all(&key("apps", "statefulsets")) {
+        if meta_str(&sts, "deletionTimestamp").is_some() {
+            continue;
+        }
+        let ns = meta_str(&sts, "namespace").unwrap_or("").to_owned();
+        let name = meta_str(&sts, "name").unwrap_or("").to_owned();
+        let replicas = sts
+            .pointer("/spec/replicas")
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        let parallel = sts
+            .pointer("/spec/podManagementPolicy")
+            .and_then(Value::as_str)
+            == Some("Parallel");
+        let wanted = if parallel { replicas } else { replicas.min(1) };
+        let selector_labels = sts
+            .pointer("/spec/selector/matchLabels")
+            .cloned()
+            .unwrap_or(json!({}));
+        let templates = sts
+            .pointer("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for ordinal in 0..wanted {
+            let pod_name = format!("{name}-{ordinal}");
+            for t in &templates {
+                let claim = format!("{}-{pod_name}", meta_str(t, "name").unwrap_or(""));
+                if api
+                    .store
+                    .get(&pvc_type.storage_key(), Some(&ns), &claim)
+                    .is_some()
+                {
+                    continue;
+                }
+                let mut labels = t.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+                if let (Some(l), Some(sel)) = (labels.as_object_mut(), selector_labels.as_object())
+                {
+                    for (k, v) in sel {
+                        l.insert(k.clone(), v.clone());
+                    }
+                }
+                let pvc = json!({"metadata": {"name": claim, "namespace": ns, "labels": labels},
+                                 "spec": t.get("spec").cloned().unwrap_or(json!({}))});
+                let _ = api.create(&pvc_type, Some(&ns), pvc, &opts);
+            }
+            if api
+                .store
+                .get(&pod_type.storage_key(), Some(&ns), &pod_name)
+                .is_some()
+            {
+                continue;
+            }
+            let template = sts.pointer("/spec/template").cloned().unwrap_or(json!({}));
+            let mut labels = template
+                .pointer("/metadata/labels")
+                .cloned()
+                .unwrap_or(json!({}));
+            labels["statefulset.kubernetes.io/pod-name"] = json!(pod_name);
+            labels["apps.kubernetes.io/pod-index"] = json!(ordinal.to_string());
+            let mut spec = template.get("spec").cloned().unwrap_or(json!({}));
+            spec["hostname"] = json!(pod_name);
+            if let Some(svc) = sts.pointer("/spec/serviceName").and_then(Value::as_str) {
+                spec["subdomain"] = json!(svc);
+            }
+            let volumes: Vec<Value> = templates
+                .iter()
+                .map(|t| {
+                    let v = meta_str(t, "name").unwrap_or("");
+                    json!({"name": v, "persistentVolumeClaim": {"claimName": format!("{v}-{pod_name}")}})
+                })
+                .collect();
+            if !volumes.is_empty() {
+                let list = spec
+                    .get("volumes")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                spec["volumes"] = Value::Array(volumes.into_iter().chain(list).collect());
+            }
+            let mut sts_ref = controller_ref("StatefulSet", &sts);
+            sts_ref[0]["apiVersion"] = json!("apps/v1");
+            let pod = json!({"metadata": {"name": pod_name, "namespace": ns, "labels": labels,
+                                          "ownerReferences": sts_ref},
+                             "spec": spec});
+            let _ = api.create(&pod_type, Some(&ns), pod, &opts);
         }
     }
 }
