@@ -1,7 +1,10 @@
 //! The controllers a real control plane runs that tools can observe, in one
 //! background loop: CRD naming/establishing and cleanup, the namespace
-//! lifecycle (Terminating → contents removed → finalizers → gone) and
-//! owner-reference garbage collection (background, foreground, orphan).
+//! lifecycle (Terminating → contents removed → finalizers → gone),
+//! owner-reference garbage collection (background, foreground, orphan), the
+//! PV controller's default-class and provisioner annotations, and the
+//! deployment, replica-set and stateful-set controllers (Pods stay Pending:
+//! there is no scheduler or kubelet, as on the recorded cluster).
 
 use std::collections::HashSet;
 use std::sync::Arc;
