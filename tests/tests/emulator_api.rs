@@ -1218,3 +1218,82 @@ async fn stateful_sets_get_their_claims_and_first_pod() {
     );
     assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "StatefulSet");
 }
+
+#[tokio::test]
+async fn claims_are_protected_while_pods_use_them() {
+    let (_cluster, raw) = setup().await;
+    raw.post(
+        "/api/v1/namespaces/rec/persistentvolumeclaims",
+        json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .await;
+    raw.post(
+        "/api/v1/namespaces/rec/pods",
+        json!({"metadata": {"name": "user"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}],
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}),
+    )
+    .await;
+    let r = raw
+        .call(
+            "DELETE",
+            "/api/v1/namespaces/rec/persistentvolumeclaims/data",
+            None,
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert!(r.json()["metadata"]["deletionTimestamp"].is_string());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        raw.get("/api/v1/namespaces/rec/persistentvolumeclaims/data")
+            .await
+            .status,
+        200,
+        "held by kubernetes.io/pvc-protection while the pod uses it"
+    );
+    raw.call(
+        "DELETE",
+        "/api/v1/namespaces/rec/pods/user",
+        None,
+        None,
+        Vec::new(),
+    )
+    .await;
+    wait_until("claim released", || async {
+        raw.get("/api/v1/namespaces/rec/persistentvolumeclaims/data")
+            .await
+            .status
+            == 404
+    })
+    .await;
+
+    // A namespace with a workload and its claim goes away completely.
+    raw.post("/api/v1/namespaces", json!({"metadata": {"name": "app"}}))
+        .await;
+    raw.post(
+        "/api/v1/namespaces/app/persistentvolumeclaims",
+        json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .await;
+    raw.post(
+        "/apis/apps/v1/namespaces/app/deployments",
+        json!({"metadata": {"name": "db"}, "spec": {"selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "postgres:16"}],
+                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}}}),
+    )
+    .await;
+    wait_until("pod running", || async {
+        raw.get("/api/v1/namespaces/app/pods").await.json()["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    })
+    .await;
+    raw.call("DELETE", "/api/v1/namespaces/app", None, None, Vec::new())
+        .await;
+    wait_until("namespace gone", || async {
+        raw.get("/api/v1/namespaces/app").await.status == 404
+    })
+    .await;
+}

@@ -504,6 +504,50 @@ pub fn reconcile_claims(api: &Api) {
         .filter(|sc| is_default(sc))
         .max_by(|a, b| meta_str(a, "creationTimestamp").cmp(&meta_str(b, "creationTimestamp")))
         .and_then(|sc| meta_str(sc, "name").map(str::to_owned));
+    let pods = api.store.all(&StorageKey {
+        group: String::new(),
+        plural: "pods".into(),
+    });
+    for pvc in &claims {
+        // The pvc-protection controller: a claim being deleted keeps its finalizer
+        // only while a pod still uses it.
+        if meta_str(pvc, "deletionTimestamp").is_some() {
+            let ns = meta_str(pvc, "namespace");
+            let name = meta_str(pvc, "name").unwrap_or("");
+            let in_use = pods.iter().any(|p| {
+                meta_str(p, "namespace") == ns
+                    && !matches!(
+                        p.pointer("/status/phase").and_then(Value::as_str),
+                        Some("Succeeded" | "Failed")
+                    )
+                    && p.pointer("/spec/volumes")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|v| {
+                            v.pointer("/persistentVolumeClaim/claimName") == Some(&json!(name))
+                        })
+            });
+            if !in_use && let Some(rt) = api.type_for(&pvc_key) {
+                remove_finalizer(api, &rt, ns, name, "kubernetes.io/pvc-protection");
+            }
+        }
+    }
+    // The pv-protection controller: an unbound volume being deleted loses its finalizer.
+    let pv_key = StorageKey {
+        group: String::new(),
+        plural: "persistentvolumes".into(),
+    };
+    if let Some(pv_type) = api.type_for(&pv_key) {
+        for pv in api.store.all(&pv_key) {
+            if meta_str(&pv, "deletionTimestamp").is_some()
+                && pv.pointer("/status/phase").and_then(Value::as_str) != Some("Bound")
+            {
+                let name = meta_str(&pv, "name").unwrap_or("").to_owned();
+                remove_finalizer(api, &pv_type, None, &name, "kubernetes.io/pv-protection");
+            }
+        }
+    }
     for pvc in claims {
         if pvc.pointer("/status/phase").and_then(Value::as_str) != Some("Pending")
             || pvc.pointer("/spec/volumeName").is_some()
