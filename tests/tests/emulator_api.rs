@@ -1090,3 +1090,210 @@ async fn terminating_namespaces_survive_updates_until_finalized() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn deployments_get_replica_sets_and_pending_pods() {
+    let (_cluster, raw) = setup().await;
+    let d = raw
+        .post(
+            "/apis/apps/v1/namespaces/rec/deployments",
+            json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx:1.25"}]}}}}),
+        )
+        .await
+        .json();
+    let uid = d["metadata"]["uid"].as_str().unwrap().to_owned();
+    let count = |v: &Value| v["items"].as_array().unwrap().len();
+    wait_until("replica set and two pods", || async {
+        count(
+            &raw.get("/api/v1/namespaces/rec/pods?labelSelector=app%3Dweb")
+                .await
+                .json(),
+        ) == 2
+    })
+    .await;
+    let rs = raw
+        .get("/apis/apps/v1/namespaces/rec/replicasets")
+        .await
+        .json();
+    assert_eq!(count(&rs), 1);
+    let rs = &rs["items"][0];
+    let hash = rs["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap();
+    assert_eq!(rs["metadata"]["name"], format!("web-{hash}"));
+    assert_eq!(rs["metadata"]["ownerReferences"][0]["uid"], uid.as_str());
+    assert_eq!(rs["metadata"]["ownerReferences"][0]["controller"], true);
+    let pods = raw.get("/api/v1/namespaces/rec/pods").await.json();
+    let pod = &pods["items"][0];
+    assert!(
+        pod["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("web-{hash}-"))
+    );
+    assert_eq!(pod["status"]["phase"], "Pending");
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+
+    // A new template makes a new ReplicaSet; the old one is scaled to zero.
+    raw.call(
+        "PATCH",
+        "/apis/apps/v1/namespaces/rec/deployments/web",
+        Some("application/strategic-merge-patch+json"),
+        None,
+        br#"{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"nginx:1.26"}]}}}}"#
+            .to_vec(),
+    )
+    .await;
+    wait_until("rolled over", || async {
+        let pods = raw.get("/api/v1/namespaces/rec/pods").await.json();
+        let images: Vec<Value> = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["spec"]["containers"][0]["image"].clone())
+            .collect();
+        images == [json!("nginx:1.26"), json!("nginx:1.26")]
+    })
+    .await;
+    assert_eq!(
+        count(
+            &raw.get("/apis/apps/v1/namespaces/rec/replicasets")
+                .await
+                .json()
+        ),
+        2
+    );
+
+    // Deleting the Deployment takes its ReplicaSets and Pods along.
+    raw.call(
+        "DELETE",
+        "/apis/apps/v1/namespaces/rec/deployments/web",
+        None,
+        None,
+        Vec::new(),
+    )
+    .await;
+    wait_until("everything collected", || async {
+        count(&raw.get("/api/v1/namespaces/rec/pods").await.json()) == 0
+            && count(
+                &raw.get("/apis/apps/v1/namespaces/rec/replicasets")
+                    .await
+                    .json(),
+            ) == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stateful_sets_get_their_claims_and_first_pod() {
+    let (_cluster, raw) = setup().await;
+    let rec = recorded("admission-statefulset-create");
+    let got = raw.replay(&rec).await;
+    assert_eq!(got.status, 201);
+    wait_until("claim and pod", || async {
+        raw.get("/api/v1/namespaces/rec/persistentvolumeclaims/data-db-0")
+            .await
+            .status
+            == 200
+            && raw.get("/api/v1/namespaces/rec/pods/db-0").await.status == 200
+    })
+    .await;
+    let pvc = raw
+        .get("/api/v1/namespaces/rec/persistentvolumeclaims/data-db-0")
+        .await
+        .json();
+    let want = &recorded("admission-pvc-create-by-statefulset-controller")["webhook_requests"][0]["body"]
+        ["request"]["object"];
+    assert_eq!(pvc["metadata"]["labels"], want["metadata"]["labels"]);
+    assert_eq!(pvc["spec"], want["spec"]);
+    assert!(
+        pvc["metadata"].get("ownerReferences").is_none(),
+        "retained by default"
+    );
+    let pod = raw.get("/api/v1/namespaces/rec/pods/db-0").await.json();
+    assert_eq!(
+        pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "data-db-0"
+    );
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "StatefulSet");
+}
+
+#[tokio::test]
+async fn claims_are_protected_while_pods_use_them() {
+    let (_cluster, raw) = setup().await;
+    raw.post(
+        "/api/v1/namespaces/rec/persistentvolumeclaims",
+        json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .await;
+    raw.post(
+        "/api/v1/namespaces/rec/pods",
+        json!({"metadata": {"name": "user"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}],
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}),
+    )
+    .await;
+    let r = raw
+        .call(
+            "DELETE",
+            "/api/v1/namespaces/rec/persistentvolumeclaims/data",
+            None,
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert!(r.json()["metadata"]["deletionTimestamp"].is_string());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        raw.get("/api/v1/namespaces/rec/persistentvolumeclaims/data")
+            .await
+            .status,
+        200,
+        "held by kubernetes.io/pvc-protection while the pod uses it"
+    );
+    raw.call(
+        "DELETE",
+        "/api/v1/namespaces/rec/pods/user",
+        None,
+        None,
+        Vec::new(),
+    )
+    .await;
+    wait_until("claim released", || async {
+        raw.get("/api/v1/namespaces/rec/persistentvolumeclaims/data")
+            .await
+            .status
+            == 404
+    })
+    .await;
+
+    // A namespace with a workload and its claim goes away completely.
+    raw.post("/api/v1/namespaces", json!({"metadata": {"name": "app"}}))
+        .await;
+    raw.post(
+        "/api/v1/namespaces/app/persistentvolumeclaims",
+        json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .await;
+    raw.post(
+        "/apis/apps/v1/namespaces/app/deployments",
+        json!({"metadata": {"name": "db"}, "spec": {"selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "postgres:16"}],
+                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}}}),
+    )
+    .await;
+    wait_until("pod running", || async {
+        raw.get("/api/v1/namespaces/app/pods").await.json()["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    })
+    .await;
+    raw.call("DELETE", "/api/v1/namespaces/app", None, None, Vec::new())
+        .await;
+    wait_until("namespace gone", || async {
+        raw.get("/api/v1/namespaces/app").await.status == 404
+    })
+    .await;
+}

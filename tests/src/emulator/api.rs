@@ -470,6 +470,149 @@ impl Api {
             }),
             &opts,
         )?;
+        self.bootstrap_system_objects(&opts)
+    }
+
+    /// The cluster-scoped objects every real control plane creates at start-up and a
+    /// backup of "everything" meets: priority classes, the bootstrap RBAC roles, the
+    /// `kubernetes` endpoints, and the local APIServices.
+    fn bootstrap_system_objects(&self, opts: &WriteOptions) -> ApiResult<()> {
+        let make = |group: &str,
+                    version: &str,
+                    plural: &str,
+                    ns: Option<&str>,
+                    obj: Value|
+         -> ApiResult<()> {
+            let rt = self
+                .lookup(group, version, plural)
+                .ok_or_else(|| ApiError::internal(format!("{plural} is not a built-in type")))?;
+            self.create(&rt, ns, obj, opts).map(|_| ())
+        };
+        let bootstrap = json!({"kubernetes.io/bootstrapping": "rbac-defaults"});
+        for (name, value) in [
+            ("system-cluster-critical", 2_000_000_000),
+            ("system-node-critical", 2_000_001_000),
+        ] {
+            make(
+                "scheduling.k8s.io",
+                "v1",
+                "priorityclasses",
+                None,
+                json!({
+                    "metadata": {"name": name},
+                    "value": value,
+                    "globalDefault": false,
+                    "preemptionPolicy": "PreemptLowerPriority",
+                    "description": "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."
+                }),
+            )?;
+        }
+        let rw = [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ];
+        let ro = ["get", "list", "watch"];
+        for (name, rules) in [
+            (
+                "cluster-admin",
+                json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}, {"nonResourceURLs": ["*"], "verbs": ["*"]}]),
+            ),
+            (
+                "admin",
+                json!([{"apiGroups": ["", "apps", "batch"], "resources": ["*"], "verbs": rw}]),
+            ),
+            (
+                "edit",
+                json!([{"apiGroups": ["", "apps", "batch"], "resources": ["*"], "verbs": rw}]),
+            ),
+            (
+                "view",
+                json!([{"apiGroups": ["", "apps", "batch"], "resources": ["*"], "verbs": ro}]),
+            ),
+        ] {
+            make(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "clusterroles",
+                None,
+                json!({
+                    "metadata": {"name": name, "labels": bootstrap,
+                                 "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+                    "rules": rules
+                }),
+            )?;
+        }
+        make(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            None,
+            json!({
+                "metadata": {"name": "cluster-admin", "labels": bootstrap,
+                             "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}]
+            }),
+        )?;
+        make(
+            "",
+            "v1",
+            "endpoints",
+            Some("default"),
+            json!({
+                "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}]
+            }),
+        )?;
+        make(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            Some("default"),
+            json!({
+                "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]
+            }),
+        )?;
+        let groups = self.registry().groups();
+        for (priority, g) in groups.iter().enumerate() {
+            for (vi, v) in g.versions.iter().enumerate() {
+                let name = if g.name.is_empty() {
+                    v.version.clone()
+                } else {
+                    format!("{}.{}", v.version, g.name)
+                };
+                let mut spec = json!({
+                    "version": v.version,
+                    "groupPriorityMinimum": 18000 - 100 * priority as i64,
+                    "versionPriority": 15 - vi as i64,
+                });
+                if !g.name.is_empty() {
+                    spec["group"] = json!(g.name);
+                }
+                make(
+                    "apiregistration.k8s.io",
+                    "v1",
+                    "apiservices",
+                    None,
+                    json!({
+                        "metadata": {"name": name, "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
+                        "spec": spec,
+                        "status": {"conditions": [{"type": "Available", "status": "True",
+                            "lastTransitionTime": now(), "reason": "Local",
+                            "message": "Local APIServices are always available"}]}
+                    }),
+                )?;
+            }
+        }
         Ok(())
     }
 

@@ -1,7 +1,10 @@
 //! The controllers a real control plane runs that tools can observe, in one
 //! background loop: CRD naming/establishing and cleanup, the namespace
-//! lifecycle (Terminating → contents removed → finalizers → gone) and
-//! owner-reference garbage collection (background, foreground, orphan).
+//! lifecycle (Terminating → contents removed → finalizers → gone),
+//! owner-reference garbage collection (background, foreground, orphan), the
+//! PV controller's default-class and provisioner annotations, and the
+//! deployment, replica-set and stateful-set controllers (Pods stay Pending:
+//! there is no scheduler or kubelet, as on the recorded cluster).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -41,9 +44,14 @@ pub async fn run(api: Arc<Api>) {
         interval.tick().await;
         // Anything deleted or newly terminating since the last tick?
         let mut gc_needed = false;
+        let mut workloads_changed = false;
         loop {
             match events.try_recv() {
                 Ok(ev) => {
+                    workloads_changed |= matches!(
+                        (ev.key.group.as_str(), ev.key.plural.as_str()),
+                        ("apps", "deployments" | "replicasets" | "statefulsets") | ("", "pods")
+                    );
                     // Deletions free dependents; new owner references may point at owners
                     // that do not exist (which the real collector deletes too).
                     if ev.kind == EventType::Deleted
@@ -53,7 +61,10 @@ pub async fn run(api: Arc<Api>) {
                         gc_needed = true;
                     }
                 }
-                Err(TryRecvError::Lagged(_)) => gc_needed = true,
+                Err(TryRecvError::Lagged(_)) => {
+                    gc_needed = true;
+                    workloads_changed = true;
+                }
                 Err(_) => break,
             }
         }
@@ -63,6 +74,10 @@ pub async fn run(api: Arc<Api>) {
             reconcile_crds(&api2);
             reconcile_namespaces(&api2);
             reconcile_claims(&api2);
+            if workloads_changed {
+                reconcile_workloads(&api2);
+                reconcile_stateful_sets(&api2);
+            }
             if gc_needed {
                 collect_garbage(&api2);
             }
@@ -185,6 +200,282 @@ fn remove_finalizer(api: &Api, rt: &ResourceType, ns: Option<&str>, name: &str, 
     }
 }
 
+/// `rand.SafeEncodeString` of the decimal FNV-32a hash of a pod template, as the
+/// deployment controller names ReplicaSets (`<deployment>-<hash>`).
+pub fn pod_template_hash(template: &Value) -> String {
+    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in serde_json::to_vec(template).unwrap_or_default() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash.to_string()
+        .bytes()
+        .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
+        .collect()
+}
+
+fn controller_ref(kind: &str, owner: &Value) -> Value {
+    json!([{
+        "apiVersion": "apps/v1", "kind": kind,
+        "name": meta_str(owner, "name").unwrap_or(""),
+        "uid": meta_str(owner, "uid").unwrap_or(""),
+        "controller": true, "blockOwnerDeletion": true
+    }])
+}
+
+fn controlled_by<'a>(objects: &'a [Arc<Value>], owner_uid: &str) -> Vec<&'a Arc<Value>> {
+    objects
+        .iter()
+        .filter(|o| {
+            o.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| {
+                    refs.iter()
+                        .any(|r| r["uid"] == owner_uid && r["controller"] == true)
+                })
+        })
+        .collect()
+}
+
+/// The deployment and replica-set controllers: each Deployment gets a ReplicaSet
+/// for its current pod template (older ones are scaled to zero), each ReplicaSet
+/// gets its Pods (which stay Pending: there is no scheduler or kubelet).
+pub fn reconcile_workloads(api: &Api) {
+    let key = |g: &str, p: &str| StorageKey {
+        group: g.into(),
+        plural: p.into(),
+    };
+    let (Some(rs_type), Some(pod_type)) = (
+        api.type_for(&key("apps", "replicasets")),
+        api.type_for(&key("", "pods")),
+    ) else {
+        return;
+    };
+    let opts = super::api::WriteOptions {
+        field_manager: "kube-controller-manager".into(),
+        ..Default::default()
+    };
+    let deployments = api.store.all(&key("apps", "deployments"));
+    let replica_sets = api.store.all(&key("apps", "replicasets"));
+    for d in deployments
+        .iter()
+        .filter(|d| meta_str(d, "deletionTimestamp").is_none())
+    {
+        let ns = meta_str(d, "namespace").unwrap_or("").to_owned();
+        let uid = meta_str(d, "uid").unwrap_or("");
+        let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let hash = pod_template_hash(&template);
+        let name = format!("{}-{hash}", meta_str(d, "name").unwrap_or(""));
+        let replicas = d
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let owned = controlled_by(&replica_sets, uid);
+        let revision = owned.len() as i64 + 1;
+        let current = owned
+            .iter()
+            .find(|rs| meta_str(rs, "name") == Some(name.as_str()));
+        match current {
+            None => {
+                let mut labels = template
+                    .pointer("/metadata/labels")
+                    .cloned()
+                    .unwrap_or(json!({}));
+                labels["pod-template-hash"] = json!(hash);
+                let mut selector = d.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+                selector["matchLabels"]["pod-template-hash"] = json!(hash);
+                let mut rs_template = template.clone();
+                rs_template["metadata"]["labels"] = labels.clone();
+                let rs = json!({
+                    "metadata": {"name": name, "namespace": ns, "labels": labels,
+                        "annotations": {
+                            "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
+                            "deployment.kubernetes.io/max-replicas": (replicas + (replicas + 3) / 4).to_string(),
+                            "deployment.kubernetes.io/revision": revision.to_string()},
+                        "ownerReferences": controller_ref("Deployment", d)},
+                    "spec": {"replicas": replicas, "selector": selector, "template": rs_template}
+                });
+                let _ = api.create(&rs_type, Some(&ns), rs, &opts);
+            }
+            Some(rs) if rs.pointer("/spec/replicas").and_then(Value::as_i64) != Some(replicas) => {
+                let body = json!({"spec": {"replicas": replicas}}).to_string();
+                let _ = api.patch(
+                    &rs_type,
+                    Some(&ns),
+                    &name,
+                    super::patch::PatchType::Merge,
+                    body.as_bytes(),
+                    None,
+                    &opts,
+                );
+            }
+            Some(_) => {}
+        }
+        for old in owned
+            .iter()
+            .filter(|rs| meta_str(rs, "name") != Some(name.as_str()))
+        {
+            if old.pointer("/spec/replicas").and_then(Value::as_i64) != Some(0) {
+                let old_name = meta_str(old, "name").unwrap_or("").to_owned();
+                let _ = api.patch(
+                    &rs_type,
+                    Some(&ns),
+                    &old_name,
+                    super::patch::PatchType::Merge,
+                    br#"{"spec":{"replicas":0}}"#,
+                    None,
+                    &opts,
+                );
+            }
+        }
+    }
+    let replica_sets = api.store.all(&key("apps", "replicasets"));
+    let pods = api.store.all(&key("", "pods"));
+    for rs in replica_sets
+        .iter()
+        .filter(|r| meta_str(r, "deletionTimestamp").is_none())
+    {
+        let ns = meta_str(rs, "namespace").unwrap_or("").to_owned();
+        let uid = meta_str(rs, "uid").unwrap_or("");
+        let want = rs
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .max(0) as usize;
+        let mut have: Vec<&Arc<Value>> = controlled_by(&pods, uid)
+            .into_iter()
+            .filter(|p| meta_str(p, "deletionTimestamp").is_none())
+            .collect();
+        for _ in have.len()..want {
+            let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
+            let pod = json!({
+                "metadata": {"generateName": format!("{}-", meta_str(rs, "name").unwrap_or("")),
+                    "namespace": ns,
+                    "labels": template.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+                    "ownerReferences": controller_ref("ReplicaSet", rs)},
+                "spec": template.get("spec").cloned().unwrap_or(json!({}))
+            });
+            let _ = api.create(&pod_type, Some(&ns), pod, &opts);
+        }
+        have.sort_by_key(|p| meta_str(p, "creationTimestamp").map(str::to_owned));
+        while have.len() > want {
+            if let Some(p) = have.pop() {
+                let name = meta_str(p, "name").unwrap_or("").to_owned();
+                api.delete_internal(&pod_type, Some(&ns), &name);
+            }
+        }
+    }
+}
+
+/// The stateful-set controller: claims from `volumeClaimTemplates` and pods named
+/// `<name>-<ordinal>`. With the default OrderedReady policy only ordinal 0 is created,
+/// because it never becomes Ready without a kubelet; with Parallel all are.
+pub fn reconcile_stateful_sets(api: &Api) {
+    let key = |g: &str, p: &str| StorageKey {
+        group: g.into(),
+        plural: p.into(),
+    };
+    let (Some(pod_type), Some(pvc_type)) = (
+        api.type_for(&key("", "pods")),
+        api.type_for(&key("", "persistentvolumeclaims")),
+    ) else {
+        return;
+    };
+    let opts = super::api::WriteOptions {
+        field_manager: "kube-controller-manager".into(),
+        ..Default::default()
+    };
+    for sts in api.store.all(&key("apps", "statefulsets")) {
+        if meta_str(&sts, "deletionTimestamp").is_some() {
+            continue;
+        }
+        let ns = meta_str(&sts, "namespace").unwrap_or("").to_owned();
+        let name = meta_str(&sts, "name").unwrap_or("").to_owned();
+        let replicas = sts
+            .pointer("/spec/replicas")
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        let parallel = sts
+            .pointer("/spec/podManagementPolicy")
+            .and_then(Value::as_str)
+            == Some("Parallel");
+        let wanted = if parallel { replicas } else { replicas.min(1) };
+        let selector_labels = sts
+            .pointer("/spec/selector/matchLabels")
+            .cloned()
+            .unwrap_or(json!({}));
+        let templates = sts
+            .pointer("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for ordinal in 0..wanted {
+            let pod_name = format!("{name}-{ordinal}");
+            for t in &templates {
+                let claim = format!("{}-{pod_name}", meta_str(t, "name").unwrap_or(""));
+                if api
+                    .store
+                    .get(&pvc_type.storage_key(), Some(&ns), &claim)
+                    .is_some()
+                {
+                    continue;
+                }
+                let mut labels = t.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+                if let (Some(l), Some(sel)) = (labels.as_object_mut(), selector_labels.as_object())
+                {
+                    for (k, v) in sel {
+                        l.insert(k.clone(), v.clone());
+                    }
+                }
+                let pvc = json!({"metadata": {"name": claim, "namespace": ns, "labels": labels},
+                                 "spec": t.get("spec").cloned().unwrap_or(json!({}))});
+                let _ = api.create(&pvc_type, Some(&ns), pvc, &opts);
+            }
+            if api
+                .store
+                .get(&pod_type.storage_key(), Some(&ns), &pod_name)
+                .is_some()
+            {
+                continue;
+            }
+            let template = sts.pointer("/spec/template").cloned().unwrap_or(json!({}));
+            let mut labels = template
+                .pointer("/metadata/labels")
+                .cloned()
+                .unwrap_or(json!({}));
+            labels["statefulset.kubernetes.io/pod-name"] = json!(pod_name);
+            labels["apps.kubernetes.io/pod-index"] = json!(ordinal.to_string());
+            let mut spec = template.get("spec").cloned().unwrap_or(json!({}));
+            spec["hostname"] = json!(pod_name);
+            if let Some(svc) = sts.pointer("/spec/serviceName").and_then(Value::as_str) {
+                spec["subdomain"] = json!(svc);
+            }
+            let volumes: Vec<Value> = templates
+                .iter()
+                .map(|t| {
+                    let v = meta_str(t, "name").unwrap_or("");
+                    json!({"name": v, "persistentVolumeClaim": {"claimName": format!("{v}-{pod_name}")}})
+                })
+                .collect();
+            if !volumes.is_empty() {
+                let list = spec
+                    .get("volumes")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                spec["volumes"] = Value::Array(volumes.into_iter().chain(list).collect());
+            }
+            let mut sts_ref = controller_ref("StatefulSet", &sts);
+            sts_ref[0]["apiVersion"] = json!("apps/v1");
+            let pod = json!({"metadata": {"name": pod_name, "namespace": ns, "labels": labels,
+                                          "ownerReferences": sts_ref},
+                             "spec": spec});
+            let _ = api.create(&pod_type, Some(&ns), pod, &opts);
+        }
+    }
+}
+
 /// The PV controller's part that is visible without a storage backend: pending
 /// claims without a class get the default one (RetroactiveDefaultStorageClass), and
 /// claims of a class with Immediate binding are marked for its provisioner.
@@ -213,6 +504,50 @@ pub fn reconcile_claims(api: &Api) {
         .filter(|sc| is_default(sc))
         .max_by(|a, b| meta_str(a, "creationTimestamp").cmp(&meta_str(b, "creationTimestamp")))
         .and_then(|sc| meta_str(sc, "name").map(str::to_owned));
+    let pods = api.store.all(&StorageKey {
+        group: String::new(),
+        plural: "pods".into(),
+    });
+    for pvc in &claims {
+        // The pvc-protection controller: a claim being deleted keeps its finalizer
+        // only while a pod still uses it.
+        if meta_str(pvc, "deletionTimestamp").is_some() {
+            let ns = meta_str(pvc, "namespace");
+            let name = meta_str(pvc, "name").unwrap_or("");
+            let in_use = pods.iter().any(|p| {
+                meta_str(p, "namespace") == ns
+                    && !matches!(
+                        p.pointer("/status/phase").and_then(Value::as_str),
+                        Some("Succeeded" | "Failed")
+                    )
+                    && p.pointer("/spec/volumes")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|v| {
+                            v.pointer("/persistentVolumeClaim/claimName") == Some(&json!(name))
+                        })
+            });
+            if !in_use && let Some(rt) = api.type_for(&pvc_key) {
+                remove_finalizer(api, &rt, ns, name, "kubernetes.io/pvc-protection");
+            }
+        }
+    }
+    // The pv-protection controller: an unbound volume being deleted loses its finalizer.
+    let pv_key = StorageKey {
+        group: String::new(),
+        plural: "persistentvolumes".into(),
+    };
+    if let Some(pv_type) = api.type_for(&pv_key) {
+        for pv in api.store.all(&pv_key) {
+            if meta_str(&pv, "deletionTimestamp").is_some()
+                && pv.pointer("/status/phase").and_then(Value::as_str) != Some("Bound")
+            {
+                let name = meta_str(&pv, "name").unwrap_or("").to_owned();
+                remove_finalizer(api, &pv_type, None, &name, "kubernetes.io/pv-protection");
+            }
+        }
+    }
     for pvc in claims {
         if pvc.pointer("/status/phase").and_then(Value::as_str) != Some("Pending")
             || pvc.pointer("/spec/volumeName").is_some()

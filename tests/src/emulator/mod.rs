@@ -15,8 +15,19 @@
 //! - [`resources`], [`discovery`]: what is served and how it is advertised;
 //! - [`selectors`], [`pagination`], [`patch`], [`managed`]: request semantics;
 //! - [`defaults`], [`crd`]: per-kind server behaviour;
-//! - [`controllers`]: namespace lifecycle, CRD establishing, garbage collection;
+//! - [`admission`]: mutating and validating admission webhooks;
+//! - [`controllers`]: namespace lifecycle, CRD establishing, garbage collection,
+//!   workload controllers;
 //! - [`watch`], [`render`], [`status`], [`tls`].
+//!
+//! ```no_run
+//! let emulator = e2e::emulator::Emulator::start()?;
+//! // Point kubectl or kube-rs at it; it stops when `emulator` is dropped.
+//! println!("KUBECONFIG={}", emulator.kubeconfig().display());
+//! let log = emulator.request_log(); // what was asked of it, for assertions
+//! # drop(log);
+//! # Ok::<(), e2e::emulator::Error>(())
+//! ```
 
 pub mod admission;
 pub mod api;
