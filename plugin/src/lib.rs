@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod location;
 pub mod output;
+pub mod schedule;
 pub mod version;
 
 use std::io::ErrorKind;

@@ -1,0 +1,13 @@
+//! Scheduled backups: `kubectl backup schedule create|list|describe|pause|resume|run|delete`.
+//!
+//! A schedule lives in the cluster as a ConfigMap (its options) and a CronJob
+//! (when it runs) in the tool's namespace. The CronJob runs the plugin's own
+//! image as `kubectl-backup create --from-schedule NAME` with in-cluster
+//! configuration; each run takes a backup named `<prefix>-<UTC timestamp>`
+//! and then prunes the expired backups of the location.
+//!
+//! - [`cron`]: the Kubernetes five-field cron dialect, next runs, words.
+//! - [`spec`]: Palette's presets, time zones, the two-week rule, expiry.
+
+pub mod cron;
+pub mod spec;
