@@ -8,6 +8,8 @@
 //!
 //! - [`cron`]: the Kubernetes five-field cron dialect, next runs, words.
 //! - [`spec`]: Palette's presets, time zones, the two-week rule, expiry.
+//! - [`objects`]: the ConfigMap, CronJob, ServiceAccount and RBAC, as data.
 
 pub mod cron;
+pub mod objects;
 pub mod spec;
