@@ -4,6 +4,7 @@
 //! The binary is a thin shell around [`main_with`]; everything lives in this
 //! library so that tests can import it.
 
+pub mod archive;
 pub mod cli;
 pub mod cluster;
 pub mod location;
