@@ -70,6 +70,9 @@ pub enum Command {
     /// Print the plugin version, and the cluster's when one is reachable.
     Version(crate::version::VersionArgs),
 
+    /// Scheduled backups: a CronJob in the cluster that backs up on a preset or cron schedule.
+    Schedule(crate::schedule::ScheduleArgs),
+
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     #[command(
         long_about = "Print a shell completion script.\n\nbash:  source <(kubectl backup completion bash)\n\

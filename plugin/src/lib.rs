@@ -141,6 +141,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Version(args) => version::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
+        Command::Schedule(args) => schedule::run(&global, args).await,
     }
 }
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::spec::{Preset, ScheduleSpec, SpecError};
+use crate::archive::BackupOptions;
 
 /// Errors building or reading a schedule's objects.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +124,7 @@ pub struct ScheduleConfig {
     /// The same in seconds, so a run never has to re-parse.
     pub ttl_seconds: u64,
     /// What each backup selects: the `create` flags, as `create` stores them.
-    pub backup: serde_json::Value,
+    pub backup: BackupOptions,
     /// When the schedule was created.
     pub created_at: DateTime<Utc>,
 }
@@ -483,7 +484,11 @@ mod tests {
             prefix: "nightly".to_owned(),
             ttl: "90d".to_owned(),
             ttl_seconds: 90 * 86_400,
-            backup: json!({ "includeNamespaces": ["shop"] }),
+            backup: BackupOptions {
+                include_namespaces: vec!["shop".to_owned()],
+                ttl_seconds: 90 * 86_400,
+                ..Default::default()
+            },
             created_at: DateTime::parse_from_rfc3339("2026-11-21T15:00:00Z")
                 .expect("time")
                 .with_timezone(&Utc),
