@@ -9,11 +9,13 @@
 //! - [`cron`]: the Kubernetes five-field cron dialect, next runs, words.
 //! - [`spec`]: Palette's presets, time zones, the two-week rule, expiry.
 //! - [`objects`]: the ConfigMap, CronJob, ServiceAccount and RBAC, as data.
+//! - [`incluster`]: in-cluster credentials, relocatable for tests.
 //! - [`produced`]: the backups a schedule produced in its location.
 //! - [`command`]: the subcommands against the cluster.
 
 pub mod command;
 pub mod cron;
+pub mod incluster;
 pub mod objects;
 pub mod produced;
 pub mod spec;
