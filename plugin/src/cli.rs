@@ -80,6 +80,9 @@ zsh:   kubectl backup completion zsh > \"${fpath[1]}/_kubectl-backup\"\n\
 fish:  kubectl backup completion fish | source"
     )]
     Completion(CompletionArgs),
+
+    #[command(flatten)]
+    Backup(crate::backup::BackupCommand),
 }
 
 /// Arguments of `completion`.

@@ -5,10 +5,12 @@
 //! library so that tests can import it.
 
 pub mod archive;
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod location;
 pub mod output;
+pub mod progress;
 pub mod schedule;
 pub mod version;
 
@@ -142,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Version(args) => version::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
         Command::Schedule(args) => schedule::run(&global, args).await,
+        Command::Backup(command) => backup::commands::run(&global, command).await,
     }
 }
 

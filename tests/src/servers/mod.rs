@@ -12,9 +12,15 @@ pub mod gcs;
 pub mod s3;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+pub use azurite::AzuriteServer;
+pub use gcs::GcsServer;
+pub use s3::{S3Credentials, S3Role, S3Server};
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -81,5 +87,137 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Start `command` with its output in `<log_dir>/<name>.log` and wait until it
+/// accepts connections on 127.0.0.1:`port`. Panics with the log's tail when
+/// the process exits early or does not listen within `timeout`.
+pub(crate) fn spawn_server(
+    name: &str,
+    command: &mut Command,
+    log_dir: &Path,
+    port: u16,
+    timeout: Duration,
+) -> ChildGuard {
+    let log_path = log_dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+    let log_err = log
+        .try_clone()
+        .unwrap_or_else(|e| panic!("cannot duplicate the log handle: {e}"));
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
+    let mut guard = ChildGuard::new(name, child);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = guard.child.try_wait() {
+            panic!(
+                "{name} exited with {status} before listening on {addr}; its log:\n{}",
+                log_tail(&log_path)
+            );
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return guard;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{name} did not listen on {addr} within {timeout:?}; its log:\n{}",
+                log_tail(&log_path)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The last 40 lines of a log file, for failure messages.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// HMAC-SHA256 (RFC 2104), for the request signatures the test servers check
+/// (Azure SharedKey). Small enough to not warrant another dependency.
+pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    inner.update(message);
+    let mut outer = Sha256::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// The text of the first `<tag>…</tag>` in an XML document, with the five
+/// predefined entities decoded. Enough for the small AWS answers the servers
+/// module reads (access keys, ARNs).
+pub(crate) fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&close)?;
+    Some(
+        xml[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// Install the rustls crypto provider the workspace uses (aws-lc-rs) before
+/// the first TLS-capable client is built. Safe to call more than once.
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn hmac_hashes_long_keys() {
+        // RFC 4231 test case 6: a 131-byte key is hashed first.
+        let mac = hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        assert_eq!(
+            hex::encode(mac),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn xml_text_decodes_entities() {
+        let xml = "<R><Arn>arn:aws:iam::1:user/a&amp;b</Arn><Arn>second</Arn></R>";
+        assert_eq!(
+            xml_text(xml, "Arn").as_deref(),
+            Some("arn:aws:iam::1:user/a&b")
+        );
+        assert_eq!(xml_text(xml, "Missing"), None);
     }
 }

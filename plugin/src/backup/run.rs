@@ -1,0 +1,985 @@
+//! The backup pipeline:
+//!
+//! ```text
+//! discovery → plan → concurrent paginated LISTs ──items──▶ writer thread ──chunks──▶ uploader task
+//!                      (async, ≤ LIST_CONCURRENCY)         (tar + zstd + sha256)     (multipart)
+//! ```
+//!
+//! Memory is bounded by `LIST_CONCURRENCY × PAGE_SIZE` listed objects, the
+//! item channel, and a few upload chunks: never by the size of the cluster.
+//! The name is reserved first (a create-only `backup.json` in phase
+//! `InProgress`); whatever happens afterwards ends in a final `backup.json`
+//! that says `Completed`, `PartiallyFailed` or `Failed` with its reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::io::{Seek, Write};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use kube::api::ListParams;
+use object_store::buffered::BufWriter;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::clean::{clean_item, identity};
+use super::discovery::{DiscoveredResource, discover};
+use super::retry::request_with_retry;
+use super::select::{
+    NamespaceFilter, ResourcePlan, excluded_by_label, is_persistent_volume_claims, plan_resources,
+};
+use super::{Error, volumes};
+use crate::archive::{
+    self, ArchiveWriter, BackupManifest, BackupOptions, FORMAT_VERSION, HashingWriter, ItemPath,
+    LOG_PART, LogAction, LogEntry, PartInfo, Phase, Problem, RESOURCES_PART, ResourceKey,
+    ResourceSummary, SourceCluster, Totals, VOLUMES_PART, VolumeRecords,
+};
+use crate::location::Store;
+use crate::progress::{Counters, Progress};
+
+/// Objects per LIST page.
+pub const PAGE_SIZE: u32 = 500;
+/// LISTs in flight at once.
+pub const LIST_CONCURRENCY: usize = 8;
+/// Items queued between the listers and the archive writer.
+const ITEM_QUEUE: usize = 2048;
+/// Size of the compressed chunks handed to the uploader.
+const CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Multipart part size.
+const UPLOAD_PART_BYTES: usize = 16 * 1024 * 1024;
+/// With at most this many namespaces selected out of many, list each
+/// namespace separately instead of listing cluster-wide and filtering.
+const PER_NAMESPACE_LISTS_UP_TO: usize = 8;
+
+/// Everything a backup run needs to know besides the cluster and the location.
+#[derive(Debug, Clone)]
+pub struct BackupRequest {
+    /// The backup's name (validated).
+    pub name: String,
+    /// What to back up.
+    pub options: BackupOptions,
+    /// The schedule that asked for it, if any.
+    pub schedule: Option<String>,
+    /// How long to wait for each volume snapshot to become ready.
+    pub snapshot_timeout: Duration,
+    /// VolumeSnapshotClass to use per CSI driver, overriding the default class.
+    pub snapshot_classes: BTreeMap<String, String>,
+}
+
+/// A selected PVC, remembered for `auto` PVs and for volume snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PvcRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Bound PV, if bound.
+    pub volume_name: Option<String>,
+    /// StorageClass.
+    pub storage_class: Option<String>,
+    /// Requested storage.
+    pub size: Option<String>,
+}
+
+impl PvcRef {
+    fn from_object(object: &Value) -> Option<PvcRef> {
+        let (ns, name) = identity(object)?;
+        let s = |p: &str| object.pointer(p).and_then(Value::as_str).map(str::to_owned);
+        Some(PvcRef {
+            namespace: ns?.to_owned(),
+            name: name.to_owned(),
+            volume_name: s("/spec/volumeName").filter(|v| !v.is_empty()),
+            storage_class: s("/spec/storageClassName"),
+            size: s("/spec/resources/requests/storage"),
+        })
+    }
+}
+
+// === messages ===
+
+enum Msg {
+    Item(ItemPath, Vec<u8>),
+    Log(LogEntry),
+    End,
+}
+
+enum Upload {
+    Data(Bytes),
+    Finish,
+}
+
+#[derive(Default)]
+struct Shared {
+    counts: Mutex<BTreeMap<ResourceKey, u64>>,
+    pvcs: Mutex<Vec<PvcRef>>,
+    errors: Mutex<Vec<Problem>>,
+    warnings: Mutex<Vec<Problem>>,
+    skipped: std::sync::atomic::AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Deserialize)]
+struct RawList {
+    #[serde(default)]
+    metadata: RawListMeta,
+    #[serde(default)]
+    items: Vec<Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawListMeta {
+    #[serde(rename = "continue", default)]
+    continue_token: Option<String>,
+}
+
+/// Which listed objects a LIST job keeps.
+#[derive(Debug, Clone)]
+enum Keep {
+    All,
+    InNamespaces(Arc<BTreeSet<String>>),
+    Named(Arc<BTreeSet<String>>),
+    CrdsOf(Arc<BTreeSet<(String, String)>>),
+}
+
+impl Keep {
+    fn keeps(&self, object: &Value, namespace: Option<&str>, name: &str) -> bool {
+        match self {
+            Keep::All => true,
+            Keep::InNamespaces(set) => namespace.is_some_and(|ns| set.contains(ns)),
+            Keep::Named(set) => set.contains(name),
+            Keep::CrdsOf(set) => {
+                let group = object.pointer("/spec/group").and_then(Value::as_str);
+                let plural = object.pointer("/spec/names/plural").and_then(Value::as_str);
+                match (group, plural) {
+                    (Some(g), Some(p)) => set.contains(&(g.to_owned(), p.to_owned())),
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+struct ListJob {
+    resource: Arc<DiscoveredResource>,
+    namespace: Option<String>,
+    selector: Option<String>,
+    keep: Keep,
+}
+
+/// What the cluster side of a backup looked like before anything was written.
+#[derive(Debug)]
+pub struct Prepared {
+    plan: ResourcePlan,
+    namespaces: Vec<Value>,
+    selected: Arc<BTreeSet<String>>,
+    everything: bool,
+    warnings: Vec<Problem>,
+}
+
+impl Prepared {
+    /// Names of the selected namespaces.
+    pub fn namespaces(&self) -> impl Iterator<Item = &String> {
+        self.selected.iter()
+    }
+
+    /// Warnings found while preparing (namespaces that do not exist).
+    pub fn warnings(&self) -> &[Problem] {
+        &self.warnings
+    }
+}
+
+/// Discover, plan, and select namespaces: everything that can refuse the
+/// backup for bad input before its name is reserved.
+pub async fn prepare(client: &kube::Client, options: &BackupOptions) -> Result<Prepared, Error> {
+    let filter = NamespaceFilter::new(&options.include_namespaces, &options.exclude_namespaces)
+        .map_err(Error::Usage)?;
+    let discovered = discover(client).await?;
+    let plan = plan_resources(
+        &discovered,
+        &options.include_resources,
+        &options.exclude_resources,
+        options.cluster_resources,
+    );
+    if !plan.unknown.is_empty() {
+        return Err(Error::Usage(format!(
+            "unknown resource{} {}: the cluster serves no such resource type \
+             (see `kubectl api-resources`)",
+            if plan.unknown.len() > 1 { "s" } else { "" },
+            plan.unknown.join(", ")
+        )));
+    }
+    let ns_type = discovered
+        .iter()
+        .find(|d| super::select::is_namespaces(&d.key))
+        .cloned()
+        .ok_or_else(|| Error::Usage("the cluster serves no namespaces resource".to_owned()))?;
+    let mut namespaces = list_all(client, &ns_type)
+        .await
+        .map_err(|source| Error::Kube {
+            what: "listing namespaces".to_owned(),
+            source,
+        })?;
+    let names: Vec<String> = namespaces
+        .iter()
+        .filter_map(|n| identity(n).map(|(_, name)| name.to_owned()))
+        .collect();
+    let (selected, missing) = filter.select(&names);
+    let warnings = missing.into_iter().map(Problem::general).collect();
+    let selected: BTreeSet<String> = selected.into_iter().collect();
+    namespaces.retain(|n| identity(n).is_some_and(|(_, name)| selected.contains(name)));
+    Ok(Prepared {
+        plan,
+        namespaces,
+        selected: Arc::new(selected),
+        everything: filter.is_everything(),
+        warnings,
+    })
+}
+
+/// Read the cluster's identity: server URL, version, kube-system uid.
+pub async fn source_cluster(
+    client: &kube::Client,
+    server: String,
+    context: Option<String>,
+) -> SourceCluster {
+    let version = match client.apiserver_version().await {
+        Ok(info) => archive::ServerVersion {
+            git_version: info.git_version,
+            major: info.major,
+            minor: info.minor,
+            platform: info.platform,
+        },
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the server version");
+            archive::ServerVersion::default()
+        }
+    };
+    let cluster_id = request_with_retry::<Value, _>(client, || {
+        http::Request::get("/api/v1/namespaces/kube-system")
+            .body(Vec::new())
+            .map_err(kube::Error::HttpError)
+    })
+    .await
+    .ok()
+    .and_then(|ns| {
+        ns.pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    SourceCluster {
+        server,
+        context,
+        cluster_id,
+        version,
+    }
+}
+
+/// Run a whole backup: reserve the name, stream the archive, take volume
+/// snapshots, write the parts and the final manifest. `interrupt` resolving
+/// (Ctrl-C) stops it: the upload is aborted and the backup marked `Failed`.
+pub async fn run_backup(
+    client: &kube::Client,
+    store: &Store,
+    request: &BackupRequest,
+    prepared: Prepared,
+    source: SourceCluster,
+    progress: &Progress,
+    interrupt: impl Future<Output = ()>,
+) -> Result<BackupManifest, Error> {
+    let started_at = Utc::now();
+    let ttl = chrono::Duration::seconds(
+        i64::try_from(request.options.ttl_seconds).unwrap_or(i64::MAX / 2),
+    );
+    let mut manifest = BackupManifest {
+        format_version: FORMAT_VERSION,
+        name: request.name.clone(),
+        uid: uuid::Uuid::new_v4().to_string(),
+        phase: Phase::InProgress,
+        failure_reason: None,
+        tool_version: backup_common::VERSION.to_owned(),
+        options: request.options.clone(),
+        schedule: request.schedule.clone(),
+        started_at,
+        completed_at: None,
+        expires_at: started_at + ttl,
+        source,
+        namespaces: prepared.selected.iter().cloned().collect(),
+        resources: BTreeMap::new(),
+        totals: Totals::default(),
+        parts: BTreeMap::new(),
+        warnings: prepared.warnings.clone(),
+        errors: Vec::new(),
+    };
+    archive::write_manifest(store, &manifest, true)
+        .await
+        .map_err(|e| {
+            if archive::is_already_exists(&e) {
+                Error::AlreadyExists {
+                    name: request.name.clone(),
+                    location: store.name().to_owned(),
+                }
+            } else {
+                Error::Archive(e)
+            }
+        })?;
+
+    let outcome = tokio::select! {
+        result = body(client, store, request, prepared, progress, &mut manifest) => result,
+        () = interrupt => Err(Error::Interrupted),
+    };
+    match outcome {
+        Ok(()) => Ok(manifest),
+        Err(error) => {
+            manifest.phase = Phase::Failed;
+            manifest.completed_at = Some(Utc::now());
+            manifest.failure_reason = Some(match &error {
+                Error::Interrupted => "interrupted (Ctrl-C) before it finished".to_owned(),
+                other => other.to_string(),
+            });
+            // The backup already failed: a failure to record it is only logged.
+            if let Err(e) = archive::write_manifest(store, &manifest, false).await {
+                tracing::warn!(error = %e, "cannot mark the backup Failed");
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn body(
+    client: &kube::Client,
+    store: &Store,
+    request: &BackupRequest,
+    prepared: Prepared,
+    progress: &Progress,
+    manifest: &mut BackupManifest,
+) -> Result<(), Error> {
+    let counters = progress.counters().clone();
+    let types: Vec<archive::ResourceType> = prepared
+        .plan
+        .all_types()
+        .into_iter()
+        .map(DiscoveredResource::resource_type)
+        .collect();
+
+    // Uploader task: compressed chunks → multipart upload.
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Upload>(4);
+    let resources_path = archive::part_path(store, &request.name, RESOURCES_PART);
+    let uploader = tokio::spawn(upload(
+        store.object_store().clone(),
+        resources_path.clone(),
+        chunk_rx,
+        counters.clone(),
+    ));
+
+    // Writer thread: items → tar → zstd → sha256 → chunks.
+    let (item_tx, item_rx) = mpsc::channel::<Msg>(ITEM_QUEUE);
+    let started_at = manifest.started_at;
+    let writer_counters = counters.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        write_archive(item_rx, chunk_tx, started_at, &types, &writer_counters)
+    });
+
+    // Ticker for the progress line.
+    let ticker = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            loop {
+                progress.refresh("backing up");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+
+    let shared = Arc::new(Shared::default());
+    let listed = list_everything(
+        client,
+        &prepared,
+        &manifest.options,
+        &shared,
+        &counters,
+        item_tx,
+    )
+    .await;
+    ticker.abort();
+    let written = writer
+        .await
+        .map_err(|e| Error::Internal(format!("archive writer: {e}")))?;
+    let uploaded = uploader
+        .await
+        .map_err(|e| Error::Internal(format!("uploader: {e}")))?;
+    // The most telling error first: a failed upload makes the writer and the
+    // listers fail too, but only as a consequence.
+    uploaded?;
+    let written = written?;
+    listed?;
+
+    let mut errors = std::mem::take(&mut *lock(&shared.errors));
+    let mut warnings = std::mem::take(&mut *lock(&shared.warnings));
+
+    // Volume snapshots, after the archive: they need the PVC list.
+    let mut volume_records = VolumeRecords::new();
+    if request.options.include_all_disks {
+        progress.refresh("snapshotting volumes");
+        let pvcs = std::mem::take(&mut *lock(&shared.pvcs));
+        let outcome = volumes::snapshot_all(client, request, &pvcs).await;
+        volume_records.volumes = outcome.records;
+        errors.extend(outcome.errors);
+        warnings.extend(outcome.warnings);
+    }
+    let attempted = volume_records
+        .volumes
+        .iter()
+        .filter(|v| v.volume_snapshot_name.is_some())
+        .count();
+    let completed = volume_records
+        .volumes
+        .iter()
+        .filter(|v| v.is_restorable())
+        .count();
+
+    // volumes.json and the log.
+    let volumes_bytes = volume_records.to_vec()?;
+    let volumes_part = archive::digest_reader(&volumes_bytes[..]).map_err(archive::Error::Read)?;
+    put(store, &request.name, VOLUMES_PART, volumes_bytes).await?;
+    let log_bytes = read_log(written.log_file)?;
+    put(store, &request.name, LOG_PART, log_bytes).await?;
+
+    manifest
+        .parts
+        .insert(RESOURCES_PART.to_owned(), written.summary.part.clone());
+    manifest.parts.insert(VOLUMES_PART.to_owned(), volumes_part);
+    manifest.parts.insert(LOG_PART.to_owned(), written.log_part);
+    manifest.resources = prepared
+        .plan
+        .all_types()
+        .into_iter()
+        .map(|d| {
+            (
+                d.key.to_string(),
+                ResourceSummary {
+                    version: d.version.clone(),
+                    kind: d.kind.clone(),
+                    namespaced: d.namespaced,
+                    items: written.counts.get(&d.key).copied().unwrap_or(0),
+                },
+            )
+        })
+        .collect();
+    manifest.totals = Totals {
+        items: written.summary.items,
+        skipped: shared.skipped.load(Ordering::Relaxed),
+        failed: errors.len() as u64,
+        volume_snapshots_attempted: attempted as u64,
+        volume_snapshots_completed: completed as u64,
+        uncompressed_bytes: written.summary.uncompressed_bytes,
+    };
+    manifest.warnings.extend(warnings);
+    manifest.errors = errors;
+    manifest.phase = if manifest.errors.is_empty() {
+        Phase::Completed
+    } else {
+        Phase::PartiallyFailed
+    };
+    manifest.completed_at = Some(Utc::now());
+    // Last: the manifest that makes the backup restorable.
+    archive::write_manifest(store, manifest, false).await?;
+    Ok(())
+}
+
+async fn put(store: &Store, name: &str, part: &str, bytes: Vec<u8>) -> Result<(), Error> {
+    let path = archive::part_path(store, name, part);
+    store
+        .object_store()
+        .put(&path, PutPayload::from(bytes))
+        .await
+        .map_err(|source| Error::Store {
+            what: format!("uploading {path}"),
+            location: store.name().to_owned(),
+            source: Box::new(source),
+        })?;
+    Ok(())
+}
+
+fn read_log(mut file: std::fs::File) -> Result<Vec<u8>, Error> {
+    let io = |e: std::io::Error| Error::Internal(format!("reading the log spool file: {e}"));
+    file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
+    Ok(bytes)
+}
+
+// === listing ===
+
+async fn list_everything(
+    client: &kube::Client,
+    prepared: &Prepared,
+    options: &BackupOptions,
+    shared: &Arc<Shared>,
+    counters: &Arc<Counters>,
+    tx: mpsc::Sender<Msg>,
+) -> Result<(), Error> {
+    let plan = &prepared.plan;
+    let selector = options
+        .label_selector
+        .clone()
+        .filter(|s| !s.trim().is_empty());
+
+    // Namespace objects were read while preparing.
+    if let Some(ns_type) = &plan.namespaces {
+        for mut ns in prepared.namespaces.iter().cloned() {
+            let Some((_, name)) = identity(&ns).map(|(a, b)| (a.map(str::to_owned), b.to_owned()))
+            else {
+                continue;
+            };
+            clean_item(&mut ns, &ns_type.api_version(), &ns_type.kind);
+            let json = serde_json::to_vec(&ns).map_err(|e| Error::Internal(e.to_string()))?;
+            tx.send(Msg::Item(
+                ItemPath::cluster(ns_type.key.clone(), name),
+                json,
+            ))
+            .await
+            .map_err(|_| Error::WriterStopped)?;
+        }
+    }
+
+    let mut jobs = Vec::new();
+    let per_namespace =
+        !prepared.everything && prepared.selected.len() <= PER_NAMESPACE_LISTS_UP_TO;
+    for res in &plan.namespaced {
+        let res = Arc::new(res.clone());
+        if prepared.everything {
+            jobs.push(ListJob {
+                resource: res,
+                namespace: None,
+                selector: selector.clone(),
+                keep: Keep::All,
+            });
+        } else if per_namespace {
+            for ns in prepared.selected.iter() {
+                jobs.push(ListJob {
+                    resource: res.clone(),
+                    namespace: Some(ns.clone()),
+                    selector: selector.clone(),
+                    keep: Keep::All,
+                });
+            }
+        } else {
+            jobs.push(ListJob {
+                resource: res,
+                namespace: None,
+                selector: selector.clone(),
+                keep: Keep::InNamespaces(prepared.selected.clone()),
+            });
+        }
+    }
+    for res in &plan.cluster {
+        jobs.push(ListJob {
+            resource: Arc::new(res.clone()),
+            namespace: None,
+            selector: selector.clone(),
+            keep: Keep::All,
+        });
+    }
+    counters
+        .lists_total
+        .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+    run_jobs(client, jobs, shared, counters, &tx).await?;
+
+    // Second phase for `auto`: what the first phase turned out to need.
+    let mut jobs = Vec::new();
+    if let Some(pv) = &plan.auto_pvs {
+        let names: BTreeSet<String> = lock(&shared.pvcs)
+            .iter()
+            .filter_map(|p| p.volume_name.clone())
+            .collect();
+        if !names.is_empty() {
+            jobs.push(ListJob {
+                resource: Arc::new(pv.clone()),
+                namespace: None,
+                selector: None,
+                keep: Keep::Named(Arc::new(names)),
+            });
+        }
+    }
+    if let Some(crd) = &plan.auto_crds {
+        let custom: BTreeSet<(String, String)> = lock(&shared.counts)
+            .iter()
+            .filter(|(k, n)| **n > 0 && k.group.contains('.'))
+            .map(|(k, _)| (k.group.clone(), k.resource.clone()))
+            .collect();
+        if !custom.is_empty() {
+            jobs.push(ListJob {
+                resource: Arc::new(crd.clone()),
+                namespace: None,
+                selector: None,
+                keep: Keep::CrdsOf(Arc::new(custom)),
+            });
+        }
+    }
+    counters
+        .lists_total
+        .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+    run_jobs(client, jobs, shared, counters, &tx).await?;
+
+    tx.send(Msg::End).await.map_err(|_| Error::WriterStopped)
+}
+
+async fn run_jobs(
+    client: &kube::Client,
+    jobs: Vec<ListJob>,
+    shared: &Arc<Shared>,
+    counters: &Arc<Counters>,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(), Error> {
+    futures::stream::iter(jobs)
+        .map(|job| run_job(client, job, shared, counters, tx))
+        .buffer_unordered(LIST_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+async fn run_job(
+    client: &kube::Client,
+    job: ListJob,
+    shared: &Arc<Shared>,
+    counters: &Arc<Counters>,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(), Error> {
+    let res = &job.resource;
+    let api_version = res.api_version();
+    let is_pvc = is_persistent_volume_claims(&res.key);
+    let resource_name = res.key.to_string();
+    let mut continue_token: Option<String> = None;
+    loop {
+        let page = match fetch_page(
+            client,
+            res,
+            job.namespace.as_deref(),
+            job.selector.as_deref(),
+            continue_token.take(),
+        )
+        .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                counters.lists_done.fetch_add(1, Ordering::Relaxed);
+                return record_list_failure(&job, &resource_name, &e, shared, tx).await;
+            }
+        };
+        let mut sent = 0u64;
+        for mut item in page.items {
+            let Some((ns, name)) =
+                identity(&item).map(|(a, b)| (a.map(str::to_owned), b.to_owned()))
+            else {
+                continue;
+            };
+            if !job.keep.keeps(&item, ns.as_deref(), &name) {
+                continue;
+            }
+            if excluded_by_label(&item) {
+                shared.skipped.fetch_add(1, Ordering::Relaxed);
+                let entry = LogEntry {
+                    time: Utc::now(),
+                    action: LogAction::Skipped,
+                    resource: Some(resource_name.clone()),
+                    namespace: ns,
+                    name: Some(name),
+                    message: Some(format!(
+                        "labelled {}=true",
+                        backup_common::LABEL_EXCLUDE_FROM_BACKUP
+                    )),
+                };
+                tx.send(Msg::Log(entry))
+                    .await
+                    .map_err(|_| Error::WriterStopped)?;
+                continue;
+            }
+            clean_item(&mut item, &api_version, &res.kind);
+            if is_pvc && let Some(pvc) = PvcRef::from_object(&item) {
+                lock(&shared.pvcs).push(pvc);
+            }
+            let json = serde_json::to_vec(&item).map_err(|e| Error::Internal(e.to_string()))?;
+            drop(item);
+            let path = match ns {
+                Some(ns) if res.namespaced => ItemPath::namespaced(res.key.clone(), ns, name),
+                _ => ItemPath::cluster(res.key.clone(), name),
+            };
+            tx.send(Msg::Item(path, json))
+                .await
+                .map_err(|_| Error::WriterStopped)?;
+            sent += 1;
+        }
+        *lock(&shared.counts).entry(res.key.clone()).or_default() += sent;
+        continue_token = page.metadata.continue_token.filter(|c| !c.is_empty());
+        if continue_token.is_none() {
+            break;
+        }
+    }
+    counters.lists_done.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+async fn record_list_failure(
+    job: &ListJob,
+    resource_name: &str,
+    error: &kube::Error,
+    shared: &Arc<Shared>,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(), Error> {
+    let not_found = matches!(error, kube::Error::Api(s) if s.code == 404);
+    let problem = Problem {
+        resource: Some(resource_name.to_owned()),
+        namespace: job.namespace.clone(),
+        name: None,
+        message: format!("cannot list: {}", describe_kube_error(error)),
+    };
+    // A type that vanished mid-backup (CRD deleted) is a warning; any other
+    // failure to read means data is missing: an error.
+    if not_found {
+        lock(&shared.warnings).push(problem.clone());
+    } else {
+        lock(&shared.errors).push(problem.clone());
+    }
+    let entry = LogEntry {
+        time: Utc::now(),
+        action: if not_found {
+            LogAction::Warning
+        } else {
+            LogAction::Failed
+        },
+        resource: Some(resource_name.to_owned()),
+        namespace: job.namespace.clone(),
+        name: None,
+        message: Some(problem.message),
+    };
+    tx.send(Msg::Log(entry))
+        .await
+        .map_err(|_| Error::WriterStopped)
+}
+
+/// One LIST page, retried on 429/5xx.
+async fn fetch_page(
+    client: &kube::Client,
+    res: &DiscoveredResource,
+    namespace: Option<&str>,
+    selector: Option<&str>,
+    continue_token: Option<String>,
+) -> Result<RawList, kube::Error> {
+    let path = res.collection_path(namespace);
+    let params = ListParams {
+        label_selector: selector.map(str::to_owned),
+        limit: Some(PAGE_SIZE),
+        continue_token,
+        ..Default::default()
+    };
+    request_with_retry(client, || {
+        kube::core::Request::new(path.as_str())
+            .list(&params)
+            .map_err(kube::Error::BuildRequest)
+    })
+    .await
+}
+
+/// Every object of a type (all pages), for small collections read up front.
+async fn list_all(
+    client: &kube::Client,
+    res: &DiscoveredResource,
+) -> Result<Vec<Value>, kube::Error> {
+    let mut all = Vec::new();
+    let mut token = None;
+    loop {
+        let page = fetch_page(client, res, None, None, token).await?;
+        all.extend(page.items);
+        token = page.metadata.continue_token.filter(|c| !c.is_empty());
+        if token.is_none() {
+            return Ok(all);
+        }
+    }
+}
+
+/// A kube error as one line for people: the API status message when there is one.
+pub fn describe_kube_error(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(s) if !s.message.is_empty() => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    }
+}
+
+// === writing ===
+
+struct Written {
+    summary: archive::ArchiveSummary,
+    counts: BTreeMap<ResourceKey, u64>,
+    log_file: std::fs::File,
+    log_part: PartInfo,
+}
+
+/// Sends compressed bytes to the uploader in `CHUNK_BYTES` pieces.
+struct ChunkWriter {
+    buf: Vec<u8>,
+    tx: mpsc::Sender<Upload>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(CHUNK_BYTES),
+        ));
+        self.tx
+            .blocking_send(Upload::Data(data))
+            .map_err(|_| std::io::Error::other("the upload stopped"))
+    }
+
+    /// Send what is left, then tell the uploader to complete the upload.
+    fn close(mut self) -> std::io::Result<()> {
+        self.send()?;
+        self.tx
+            .blocking_send(Upload::Finish)
+            .map_err(|_| std::io::Error::other("the upload stopped"))
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Chunks go out when full or on close; a flush must not make tiny parts.
+        Ok(())
+    }
+}
+
+fn write_archive(
+    mut rx: mpsc::Receiver<Msg>,
+    chunks: mpsc::Sender<Upload>,
+    started_at: DateTime<Utc>,
+    types: &[archive::ResourceType],
+    counters: &Counters,
+) -> Result<Written, Error> {
+    let out = ChunkWriter {
+        buf: Vec::with_capacity(CHUNK_BYTES),
+        tx: chunks,
+    };
+    let mut archive = ArchiveWriter::new(out, started_at, types)?;
+    let spool = |e: std::io::Error| Error::Internal(format!("log spool file: {e}"));
+    let log_file = tempfile::tempfile().map_err(spool)?;
+    let mut log = zstd::stream::write::Encoder::new(
+        HashingWriter::new(std::io::BufWriter::new(log_file)),
+        archive::stream::ZSTD_LEVEL,
+    )
+    .map_err(spool)?;
+    let mut counts: BTreeMap<ResourceKey, u64> = BTreeMap::new();
+    let mut ended = false;
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            Msg::Item(path, json) => {
+                archive.append(&path, &json)?;
+                let entry = LogEntry {
+                    time: Utc::now(),
+                    action: LogAction::BackedUp,
+                    resource: Some(path.key.to_string()),
+                    namespace: path.namespace,
+                    name: Some(path.name),
+                    message: None,
+                };
+                write_log_line(&mut log, &entry).map_err(spool)?;
+                *counts.entry(path.key).or_default() += 1;
+                counters.items.fetch_add(1, Ordering::Relaxed);
+            }
+            Msg::Log(entry) => write_log_line(&mut log, &entry).map_err(spool)?,
+            Msg::End => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    if !ended {
+        // The listers stopped without saying they were done: drop the archive
+        // (the uploader sees no Finish and aborts the multipart upload).
+        return Err(Error::Aborted);
+    }
+    let (out, summary) = archive.finish()?;
+    out.close().map_err(|e| Error::Internal(e.to_string()))?;
+    let hashing = log.finish().map_err(spool)?;
+    let (buffered, log_part) = hashing.finish();
+    let log_file = buffered.into_inner().map_err(|e| spool(e.into_error()))?;
+    Ok(Written {
+        summary,
+        counts,
+        log_file,
+        log_part,
+    })
+}
+
+fn write_log_line<W: Write>(out: &mut W, entry: &LogEntry) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, entry).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")
+}
+
+async fn upload(
+    store: Arc<dyn object_store::ObjectStore>,
+    path: object_store::path::Path,
+    mut rx: mpsc::Receiver<Upload>,
+    counters: Arc<Counters>,
+) -> Result<(), Error> {
+    let mut writer =
+        BufWriter::with_capacity(store, path.clone(), UPLOAD_PART_BYTES).with_max_concurrency(4);
+    let failed = |source: object_store::Error| Error::Store {
+        what: format!("uploading {path}"),
+        location: String::new(),
+        source: Box::new(source),
+    };
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Upload::Data(bytes) => {
+                let n = bytes.len() as u64;
+                if let Err(e) = writer.put(bytes).await {
+                    let _ = writer.abort().await;
+                    return Err(failed(e));
+                }
+                counters.bytes.fetch_add(n, Ordering::Relaxed);
+            }
+            Upload::Finish => {
+                return match writer.shutdown().await {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        let _ = writer.abort().await;
+                        Err(Error::Store {
+                            what: format!("completing the upload of {path}"),
+                            location: String::new(),
+                            source: Box::new(object_store::Error::Generic {
+                                store: "upload",
+                                source: Box::new(e),
+                            }),
+                        })
+                    }
+                };
+            }
+        }
+    }
+    // No Finish: the archive was abandoned (error or Ctrl-C). Abort the
+    // multipart upload so no partial object and no orphaned parts remain.
+    if let Err(e) = writer.abort().await {
+        tracing::warn!(error = %e, "cannot abort the multipart upload");
+    }
+    Err(Error::Aborted)
+}
