@@ -19,6 +19,7 @@ use super::objects::{self, LastRun, ScheduleConfig};
 use super::produced::{self, ProducedBackup};
 use super::spec::{self, Preset, ScheduleSpec};
 use crate::archive::{BackupOptions, ClusterResources};
+use crate::backup::{self, catalog};
 use crate::cli::GlobalArgs;
 use crate::output::{OutputFormat, Table, print_structured, write_stdout};
 use crate::{Outcome, UsageError};
@@ -230,21 +231,6 @@ pub async fn run(global: &GlobalArgs, args: ScheduleArgs) -> anyhow::Result<Outc
 
 // === validation ===
 
-/// Parse a TTL (`720h`, `90d`, `2w`, `1h30m`), refusing zero.
-pub fn parse_ttl(text: &str) -> Result<StdDuration, UsageError> {
-    let ttl = humantime::parse_duration(text).map_err(|e| {
-        UsageError(format!(
-            "invalid --ttl {text:?}: {e}; use a duration such as 720h, 90d or 2w"
-        ))
-    })?;
-    if ttl.is_zero() {
-        return Err(UsageError(format!(
-            "invalid --ttl {text:?}: a backup must be kept for some time"
-        )));
-    }
-    Ok(ttl)
-}
-
 fn check_name(name: &str) -> Result<(), UsageError> {
     if !backup_common::is_dns1123_label(name) || name.len() > objects::MAX_NAME_LEN {
         return Err(UsageError(format!(
@@ -348,7 +334,7 @@ fn format_time(t: Option<DateTime<Utc>>) -> String {
 }
 
 fn format_ttl(config: &ScheduleConfig) -> String {
-    config.ttl.clone()
+    backup::naming::format_ttl(config.ttl_seconds)
 }
 
 // === create ===
@@ -358,7 +344,7 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
     let prefix = args.prefix.clone().unwrap_or_else(|| args.name.clone());
     check_prefix(&prefix)?;
     let spec = spec_from_args(&args)?;
-    let ttl = parse_ttl(&args.ttl)?;
+    let ttl = backup::naming::parse_ttl(&args.ttl).map_err(backup::Error::into_anyhow)?;
     let ns = global.tool_namespace.as_str();
 
     let config = ScheduleConfig {
@@ -376,9 +362,7 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
     };
     // Check the location can be opened before anything lands in the cluster.
     let client = client(global).await?;
-    produced::open_location(&client, global, config.location.as_deref())
-        .await
-        .context("checking the schedule's location")?;
+    produced::open_location(global, config.location.as_deref()).await?;
 
     ensure_namespace(&client, ns).await?;
     apply_shared_rbac(&client, ns).await?;
@@ -785,7 +769,7 @@ async fn describe(global: &GlobalArgs, args: DescribeArgs) -> anyhow::Result<Out
         })
         .collect();
     jobs.sort_by_key(|j| std::cmp::Reverse(j.started));
-    let (backups, backups_error) = match produced::list_produced(&client, global, &config).await {
+    let (backups, backups_error) = match produced::list_produced(global, &config).await {
         Ok(b) => (b, None),
         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
     };
@@ -1143,13 +1127,14 @@ async fn delete(global: &GlobalArgs, args: DeleteArgs) -> anyhow::Result<Outcome
         .unwrap_or_else(|| "the default location".to_owned());
     let mut text = format!("schedule {:?} deleted (CronJob and ConfigMap)\n", args.name);
 
-    let produced = produced::list_produced(&client, global, &config).await;
+    let produced = produced::list_produced(global, &config).await;
     if args.delete_backups {
         let backups = produced.context("listing the schedule's backups to delete them")?;
-        let store = produced::open_location(&client, global, config.location.as_deref()).await?;
+        let store = produced::open_location(global, config.location.as_deref()).await?;
         for b in &backups {
-            produced::delete_objects(&store, &b.name)
+            catalog::delete_backup(&store, &b.name, Some(&client))
                 .await
+                .map_err(backup::Error::into_anyhow)
                 .with_context(|| format!("deleting backup {}", b.name))?;
         }
         text.push_str(&format!(
@@ -1274,7 +1259,7 @@ mod tests {
             "90d",
         ])
         .expect("parses");
-        let ttl = parse_ttl(&a.ttl).expect("ttl");
+        let ttl = backup::naming::parse_ttl(&a.ttl).expect("ttl");
         assert_eq!(ttl.as_secs(), 90 * 86_400);
         let o = a.selection.to_options(ttl.as_secs());
         assert_eq!(o.include_namespaces, ["shop", "web-*"]);
@@ -1287,16 +1272,12 @@ mod tests {
     }
 
     #[test]
-    fn names_prefixes_and_ttls_are_checked() {
+    fn names_and_prefixes_are_checked() {
         assert!(check_name("nightly").is_ok());
         assert!(check_name("Nightly").is_err());
         assert!(check_name(&"a".repeat(objects::MAX_NAME_LEN + 1)).is_err());
         assert!(check_prefix(&"p".repeat(spec::MAX_PREFIX_LEN)).is_ok());
         assert!(check_prefix(&"p".repeat(spec::MAX_PREFIX_LEN + 1)).is_err());
-        assert!(parse_ttl("720h").is_ok());
-        assert!(parse_ttl("0s").is_err());
-        let e = parse_ttl("forever").expect_err("bad");
-        assert!(e.0.contains("720h"), "{e}");
     }
 
     #[test]

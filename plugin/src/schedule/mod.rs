@@ -12,12 +12,15 @@
 //! - [`incluster`]: in-cluster credentials, relocatable for tests.
 //! - [`produced`]: the backups a schedule produced in its location.
 //! - [`command`]: the subcommands against the cluster.
+//! - [`run`]: one scheduled run (`create --from-schedule`).
 
 pub mod command;
 pub mod cron;
 pub mod incluster;
 pub mod objects;
 pub mod produced;
+pub mod run;
 pub mod spec;
 
 pub use command::{ScheduleArgs, run};
+pub use run::run_scheduled;

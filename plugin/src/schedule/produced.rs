@@ -1,15 +1,13 @@
-//! The backups a schedule produced: opening its location and finding the
-//! backups that carry its name (the manifest's `schedule` field) or, for
-//! backups whose manifest could not be read, its `<prefix>-<timestamp>` name.
+//! The backups a schedule produced: opening its location and finding, in the
+//! backup catalog, the backups whose manifest names the schedule.
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use serde::Serialize;
 
 use super::objects::ScheduleConfig;
 use super::spec;
-use crate::archive::{self, BACKUPS_DIR, Phase};
+use crate::archive::Phase;
+use crate::backup::{self, catalog, catalog::CatalogEntry, commands::LocationArg};
 use crate::cli::GlobalArgs;
 use crate::location::Store;
 
@@ -17,21 +15,16 @@ use crate::location::Store;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The location could not be opened.
-    #[error("cannot open location {location:?}: {source}")]
+    #[error("cannot open the schedule's location {location:?}: {source:#}")]
     Location {
         /// The location as configured.
         location: String,
         /// Why.
         source: anyhow::Error,
     },
-    /// Listing the location failed.
-    #[error("cannot list backups in {location}: {source}")]
-    List {
-        /// The location's name.
-        location: String,
-        /// The object-store error.
-        source: object_store::Error,
-    },
+    /// Listing or reading the location failed.
+    #[error(transparent)]
+    Catalog(#[from] backup::Error),
 }
 
 /// Result alias for this module.
@@ -43,7 +36,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct ProducedBackup {
     /// The backup's name.
     pub name: String,
-    /// Its phase (`Unreadable` when the manifest could not be read).
+    /// Its phase (`Incomplete` when it has no readable manifest).
     pub phase: String,
     /// When it started (from the manifest, else from its name).
     pub started_at: DateTime<Utc>,
@@ -59,31 +52,19 @@ impl ProducedBackup {
     }
 }
 
-/// Open the location a schedule writes to: a URL (`s3://…`, `file:///…`),
-/// or with none the default local folder. Named locations are resolved by
-/// the location module.
-pub async fn open_location(
-    client: &kube::Client,
-    global: &GlobalArgs,
-    location: Option<&str>,
-) -> Result<Store> {
-    let fail = |source: anyhow::Error| Error::Location {
-        location: location.unwrap_or("default").to_owned(),
-        source,
+/// Open the location a schedule writes to, as `kubectl backup create
+/// --location` would: a configured location's name, a URL, or with none the
+/// default location.
+pub async fn open_location(global: &GlobalArgs, location: Option<&str>) -> Result<Store> {
+    let arg = LocationArg {
+        location: location.map(str::to_owned),
     };
-    match location {
-        None => crate::location::open_local(&crate::location::default_local_dir())
-            .map_err(|e| fail(e.into())),
-        Some(url) if url.contains("://") => {
-            crate::location::open_url(url).map_err(|e| fail(e.into()))
-        }
-        Some(name) => {
-            let _ = (client, global);
-            Err(fail(anyhow::anyhow!(
-                "named location {name:?}: named locations are not available in this build; use a URL"
-            )))
-        }
-    }
+    backup::commands::open_location(global, &arg)
+        .await
+        .map_err(|source| Error::Location {
+            location: location.unwrap_or("default").to_owned(),
+            source,
+        })
 }
 
 /// The newest start time of a completed backup among `backups`.
@@ -95,96 +76,53 @@ pub fn last_success(backups: &[ProducedBackup]) -> Option<DateTime<Utc>> {
         .max()
 }
 
-/// Names of every backup directory in the location.
-pub async fn backup_names(store: &Store) -> Result<Vec<String>> {
-    let prefix = store.path(BACKUPS_DIR);
-    let listing = store
-        .object_store()
-        .list_with_delimiter(Some(&prefix))
-        .await
-        .map_err(|source| Error::List {
-            location: store.name().to_owned(),
-            source,
-        })?;
-    let mut names: Vec<String> = listing
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename().map(str::to_owned))
+/// The backups of schedule `config` in `store`, oldest first: those whose
+/// manifest names the schedule, and, for backups without a readable manifest
+/// (one that never finished), those whose name has the schedule's prefix.
+pub async fn produced_in(store: &Store, config: &ScheduleConfig) -> Result<Vec<ProducedBackup>> {
+    let mut out: Vec<ProducedBackup> = catalog::list_backups(store)
+        .await?
+        .into_iter()
+        .filter_map(|entry| select(config, entry))
         .collect();
-    names.sort();
-    Ok(names)
+    out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.name.cmp(&b.name)));
+    Ok(out)
 }
 
-/// The backups of schedule `config` in `store`, oldest first.
-pub async fn produced_in(store: &Store, config: &ScheduleConfig) -> Result<Vec<ProducedBackup>> {
-    let mut out = Vec::new();
-    for name in backup_names(store).await? {
-        let from_name = spec::backup_time(&config.prefix, &name);
-        match archive::read_manifest(store, &name).await {
-            Ok(m) if m.schedule.as_deref() == Some(config.name.as_str()) || from_name.is_some() => {
-                out.push(ProducedBackup {
-                    name,
-                    phase: m.phase.as_str().to_owned(),
-                    started_at: m.started_at,
-                    expires_at: Some(m.expires_at),
-                });
-            }
-            Ok(_) => {}
-            // A backup directory without a readable manifest is listed only
-            // when its name says it is ours.
-            Err(_) => {
-                if let Some(started_at) = from_name {
-                    out.push(ProducedBackup {
-                        name,
-                        phase: "Unreadable".to_owned(),
-                        started_at,
-                        expires_at: None,
-                    });
-                }
-            }
+/// Is this catalog entry a backup of `config`'s schedule?
+fn select(config: &ScheduleConfig, entry: CatalogEntry) -> Option<ProducedBackup> {
+    match entry {
+        CatalogEntry::Backup(m) => {
+            let ours = match &m.schedule {
+                Some(schedule) => *schedule == config.name,
+                // Taken by hand with the same prefix: not the schedule's.
+                None => false,
+            };
+            ours.then(|| ProducedBackup {
+                name: m.name.clone(),
+                phase: m.phase.as_str().to_owned(),
+                started_at: m.started_at,
+                expires_at: Some(m.expires_at),
+            })
+        }
+        CatalogEntry::Broken { name, .. } => {
+            spec::backup_time(&config.prefix, &name).map(|started_at| ProducedBackup {
+                name,
+                phase: "Incomplete".to_owned(),
+                started_at,
+                expires_at: None,
+            })
         }
     }
-    out.sort_by_key(|b| b.started_at);
-    Ok(out)
 }
 
 /// Open the schedule's location and list its backups.
 pub async fn list_produced(
-    client: &kube::Client,
     global: &GlobalArgs,
     config: &ScheduleConfig,
 ) -> Result<Vec<ProducedBackup>> {
-    let store = open_location(client, global, config.location.as_deref()).await?;
+    let store = open_location(global, config.location.as_deref()).await?;
     produced_in(&store, config).await
-}
-
-/// Delete every object under `backups/<name>/`, the manifest first so that
-/// an interrupted delete never leaves a backup that looks restorable.
-pub async fn delete_objects(store: &Store, name: &str) -> Result<()> {
-    let list_error = |source| Error::List {
-        location: store.name().to_owned(),
-        source,
-    };
-    let manifest = archive::part_path(store, name, archive::MANIFEST_FILE);
-    match store.object_store().delete(&manifest).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(list_error(e)),
-    }
-    let dir = store.path(&archive::backup_dir(name));
-    let keys: Vec<_> = store
-        .object_store()
-        .list(Some(&dir))
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-        .map_err(list_error)?;
-    for key in keys {
-        match store.object_store().delete(&key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(list_error(e)),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::cron::{self, CronError, CronExpr};
+use crate::backup::naming::PREFIX_TIMESTAMP_FORMAT;
 
 /// Palette's schedule presets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -309,44 +310,32 @@ pub fn two_week_rule(last_success: Option<DateTime<Utc>>, now: DateTime<Utc>) ->
     }
 }
 
-/// The `strftime` pattern of the timestamp in scheduled backup names: UTC,
-/// to the second, digits only so names stay DNS-1123 labels.
-pub const NAME_TIMESTAMP: &str = "%Y%m%d%H%M%S";
-
 /// The longest prefix that still leaves room for `-` and the 14-digit
 /// timestamp inside a 63-character DNS-1123 label.
 pub const MAX_PREFIX_LEN: usize = 63 - 1 - 14;
 
-/// The name of the backup a run at `at` takes: `<prefix>-<UTC yyyymmddhhmmss>`.
-pub fn backup_name(prefix: &str, at: DateTime<Utc>) -> String {
-    format!("{prefix}-{}", at.format(NAME_TIMESTAMP))
-}
-
 /// If `name` is a backup taken by a schedule with this prefix, the time in
-/// its name. A schedule with prefix `nightly` does not claim `nightly-db-…`.
+/// its name (`<prefix>-<UTC yyyymmddhhmmss>`, as `create --prefix` names
+/// backups). A schedule with prefix `nightly` does not claim `nightly-db-…`.
 pub fn backup_time(prefix: &str, name: &str) -> Option<DateTime<Utc>> {
     let stamp = name.strip_prefix(prefix)?.strip_prefix('-')?;
     if stamp.len() != 14 || !stamp.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    NaiveDateTime::parse_from_str(stamp, NAME_TIMESTAMP)
+    NaiveDateTime::parse_from_str(stamp, PREFIX_TIMESTAMP_FORMAT)
         .ok()
         .map(|t| Utc.from_utc_datetime(&t))
 }
 
-/// When a backup that started at `created` with time-to-live `ttl` expires.
-/// A TTL is an exact duration: 30 days after January 31st 10:00 UTC is
-/// March 2nd 10:00 UTC (March 1st in a leap year), whatever the zone it is
-/// displayed in.
-pub fn expires_at(created: DateTime<Utc>, ttl: std::time::Duration) -> Option<DateTime<Utc>> {
-    let ttl = Duration::from_std(ttl).ok()?;
-    created.checked_add_signed(ttl)
-}
-
-/// Has a backup expiring at `expires_at` expired at `now`? The instant of
-/// expiry itself counts as expired, so a prune at exactly that moment removes it.
-pub fn is_expired(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    expires_at <= now
+impl ScheduleSpec {
+    /// The run that will delete a backup expiring at `expires_at`: every run
+    /// (including a biweekly run that skips its backup) prunes the location
+    /// after its backup, and a backup is expired from the instant of its
+    /// expiry on, so it is the first run at or after that instant. `None`
+    /// for `never`: only `kubectl backup prune` (or a manual run) removes it.
+    pub fn pruned_by(&self, expires_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.next_run(expires_at - Duration::seconds(1))
+    }
 }
 
 /// Render a UTC instant in the schedule's zone for people (RFC 3339 with the offset).
@@ -519,44 +508,62 @@ mod tests {
     #[test]
     fn backup_names_carry_the_utc_time() {
         let at = utc("2026-11-22T01:02:03+01:00");
-        let name = backup_name("nightly", at);
+        let name = crate::backup::naming::name_from_prefix("nightly", at).expect("name");
         assert_eq!(name, "nightly-20261122000203");
         assert_eq!(backup_time("nightly", &name), Some(at));
         assert_eq!(backup_time("nightly", "nightly-db-20261122000203"), None);
         assert_eq!(backup_time("nightly", "nightly-2026112200020"), None);
         assert_eq!(backup_time("nightly", "other-20261122000203"), None);
         assert_eq!(backup_time("nightly", "nightly-20261322000203"), None);
-        assert_eq!(
-            backup_name(&"p".repeat(MAX_PREFIX_LEN), at).len(),
-            63,
-            "the longest prefix still makes a DNS-1123 label"
-        );
+        let longest = crate::backup::naming::name_from_prefix(&"p".repeat(MAX_PREFIX_LEN), at)
+            .expect("the longest prefix still makes a name");
+        assert_eq!(longest.len(), 63);
     }
 
     #[test]
-    fn expiry_is_an_exact_duration() {
-        let day = std::time::Duration::from_secs(86_400);
-        // Month ends: 30 days after January 31st.
+    fn expired_backups_are_pruned_by_the_next_run() {
+        // Weekly: a backup of Sunday 2026-11-22 00:00 kept 30 days expires on
+        // Tuesday 2026-12-22 00:00 and goes with the run of Sunday 12-27.
+        let weekly = ScheduleSpec::from_preset(Preset::Weekly, None);
+        let created = utc("2026-11-22T00:00:04Z");
+        let expiry = created + Duration::days(30);
+        assert_eq!(weekly.pruned_by(expiry), Some(utc("2026-12-27T00:00:00Z")));
+        // A backup expiring exactly at a run time goes with that run.
         assert_eq!(
-            expires_at(utc("2027-01-31T10:00:00Z"), 30 * day),
-            Some(utc("2027-03-02T10:00:00Z"))
+            weekly.pruned_by(utc("2026-12-27T00:00:00Z")),
+            Some(utc("2026-12-27T00:00:00Z"))
+        );
+        // Monthly across month ends: 30 days after January 31st is March 2nd
+        // (March 1st in a leap year); the next run on the 1st is April 1st (March 1st).
+        let monthly = ScheduleSpec::from_preset(Preset::Monthly, None);
+        assert_eq!(
+            monthly.pruned_by(utc("2027-01-31T00:00:00Z") + Duration::days(30)),
+            Some(utc("2027-04-01T00:00:00Z"))
         );
         assert_eq!(
-            expires_at(utc("2028-01-31T10:00:00Z"), 30 * day),
-            Some(utc("2028-03-01T10:00:00Z"))
+            monthly.pruned_by(utc("2028-01-31T00:00:00Z") + Duration::days(30)),
+            Some(utc("2028-03-01T00:00:00Z"))
         );
-        // Across a DST change the TTL stays exact in UTC: 24h after 12:00 CET
-        // on the day before the change is 13:00 CEST.
+        // In a time zone: a backup expiring at 2026-11-30 23:30 UTC is already
+        // December 1st 00:30 in Berlin, after that month's run at 00:00 CET
+        // (23:00 UTC), so January's run removes it.
         let berlin = parse_time_zone("Europe/Berlin").expect("tz");
-        let created = utc("2026-03-28T11:00:00Z");
-        let expiry = expires_at(created, day).expect("in range");
-        assert_eq!(local_time(created, berlin), "2026-03-28 12:00 CET");
-        assert_eq!(local_time(expiry, berlin), "2026-03-29 13:00 CEST");
-        // Expired at the instant, not a second before.
-        assert!(is_expired(expiry, expiry));
-        assert!(!is_expired(expiry, expiry - Duration::seconds(1)));
-        assert!(is_expired(expiry, expiry + Duration::days(400)));
-        // An absurd TTL is refused rather than wrapping around.
-        assert_eq!(expires_at(created, std::time::Duration::MAX), None);
+        let monthly_berlin = ScheduleSpec::from_preset(Preset::Monthly, Some(berlin));
+        assert_eq!(
+            monthly_berlin.pruned_by(utc("2026-11-30T23:30:00Z")),
+            Some(utc("2026-12-31T23:00:00Z"))
+        );
+        assert_eq!(
+            monthly_berlin.pruned_by(utc("2026-11-30T22:30:00Z")),
+            Some(utc("2026-11-30T23:00:00Z"))
+        );
+        // never: no run prunes.
+        let never = ScheduleSpec::from_preset(Preset::Never, None);
+        assert_eq!(never.pruned_by(expiry), None);
+        // Shown in the schedule's zone.
+        assert_eq!(
+            local_time(utc("2026-12-31T23:00:00Z"), berlin),
+            "2027-01-01 00:00 CET"
+        );
     }
 }
