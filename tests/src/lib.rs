@@ -6,6 +6,7 @@
 //! - [`bin_path`]: where the built binaries under test are.
 
 pub mod cluster;
+pub mod emulator;
 pub mod servers;
 
 use std::path::PathBuf;
