@@ -475,7 +475,7 @@ async fn apply_shared_rbac(client: &Client, ns: &str) -> anyhow::Result<()> {
     .await?;
     apply(
         Api::<ClusterRole>::all(client.clone()),
-        &objects::cluster_role()?,
+        &objects::cluster_role(ns)?,
     )
     .await?;
     apply(
@@ -1176,11 +1176,11 @@ async fn remove_shared_rbac(client: &Client, ns: &str) -> anyhow::Result<()> {
             .await
             .map(|_| ()),
         Api::<ClusterRoleBinding>::all(client.clone())
-            .delete(name, &dp)
+            .delete(&objects::cluster_role_name(ns), &dp)
             .await
             .map(|_| ()),
         Api::<ClusterRole>::all(client.clone())
-            .delete(name, &dp)
+            .delete(&objects::cluster_role_name(ns), &dp)
             .await
             .map(|_| ()),
         Api::<ServiceAccount>::namespaced(client.clone(), ns)

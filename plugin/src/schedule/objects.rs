@@ -75,8 +75,15 @@ pub const LAST_RUN_KEY: &str = "last-run.json";
 /// Version of the [`ScheduleConfig`] JSON.
 pub const CONFIG_FORMAT: u32 = 1;
 
-/// The ServiceAccount (and ClusterRole, bindings) every schedule's runs use.
+/// The ServiceAccount (and Role, RoleBinding) every schedule's runs use.
 pub const SERVICE_ACCOUNT: &str = "kubectl-backup-scheduler";
+
+/// The ClusterRole and ClusterRoleBinding of the schedules in tool namespace
+/// `namespace`. Cluster-scoped, so named per tool namespace: two installs in
+/// two namespaces must not rebind each other's ServiceAccount.
+pub fn cluster_role_name(namespace: &str) -> String {
+    format!("{SERVICE_ACCOUNT}-{namespace}")
+}
 
 /// Name prefix of a schedule's ConfigMap and CronJob.
 const OBJECT_PREFIX: &str = "schedule-";
@@ -389,13 +396,13 @@ pub fn service_account(namespace: &str) -> Result<ServiceAccount> {
 /// resource, Secrets included), and create the VolumeSnapshots of
 /// `--include-all-disks`, patch their contents to `Retain`, and delete the
 /// ones an expired backup owns when it is pruned.
-pub fn cluster_role() -> Result<ClusterRole> {
+pub fn cluster_role(namespace: &str) -> Result<ClusterRole> {
     build(
         "ClusterRole",
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
-            "metadata": { "name": SERVICE_ACCOUNT, "labels": labels(None) },
+            "metadata": { "name": cluster_role_name(namespace), "labels": labels(None) },
             "rules": [
                 { "apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"] },
                 {
@@ -420,11 +427,11 @@ pub fn cluster_role_binding(namespace: &str) -> Result<ClusterRoleBinding> {
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
-            "metadata": { "name": SERVICE_ACCOUNT, "labels": labels(None) },
+            "metadata": { "name": cluster_role_name(namespace), "labels": labels(None) },
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
-                "name": SERVICE_ACCOUNT,
+                "name": cluster_role_name(namespace),
             },
             "subjects": [{ "kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace }],
         }),
@@ -609,7 +616,11 @@ mod tests {
 
     #[test]
     fn rbac_reads_everything_and_writes_little() {
-        let cr = cluster_role().expect("builds");
+        let cr = cluster_role("tools").expect("builds");
+        assert_eq!(
+            cr.metadata.name.as_deref(),
+            Some("kubectl-backup-scheduler-tools")
+        );
         let rules = cr.rules.expect("rules");
         let read_all = &rules[0];
         assert_eq!(read_all.resources.as_deref(), Some(&["*".to_owned()][..]));
@@ -621,6 +632,7 @@ mod tests {
             "no wildcard verbs"
         );
         let binding = cluster_role_binding("tools").expect("builds");
+        assert_eq!(binding.role_ref.name, "kubectl-backup-scheduler-tools");
         let subject = &binding.subjects.expect("subjects")[0];
         assert_eq!(
             (subject.name.as_str(), subject.namespace.as_deref()),

@@ -411,11 +411,7 @@ impl Store {
 
     /// Subscribe to events of `key` after revision `from`: the events already in history,
     /// plus a receiver for the following ones. `Err(floor)` when `from` is too old.
-    pub fn watch_from(
-        &self,
-        key: &StorageKey,
-        from: u64,
-    ) -> Result<Subscription, u64> {
+    pub fn watch_from(&self, key: &StorageKey, from: u64) -> Result<Subscription, u64> {
         let inner = self.lock();
         if from < inner.floor {
             return Err(inner.floor);
