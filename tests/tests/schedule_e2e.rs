@@ -166,7 +166,9 @@ fn pod_spec(cj: &CronJob) -> k8s_openapi::api::core::v1::PodSpec {
 async fn every_kind_of_schedule_lands_as_cronjob_configmap_and_rbac() {
     let w = World::new().await;
     let location = w.location();
-    let cases: [(&str, &[&str], &str, Option<&str>, bool); 6] = [
+    // (name, flags, expected cron, expected time zone, suspended)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a str, Option<&'a str>, bool);
+    let cases: [Case; 6] = [
         ("weekly", &["--preset", "weekly"], "0 0 * * 0", None, false),
         (
             "biweekly",
@@ -688,7 +690,8 @@ async fn a_scheduled_run_backs_up_names_expires_and_prunes() {
     let described = w.kb_ok(&["schedule", "describe", "nightly"]);
     assert!(described.contains("Backups produced:"), "{described}");
     assert!(described.contains(name.as_str()), "{described}");
-    assert!(described.contains("at 03:00"), "{described}");
+    assert!(described.contains("at 03:00 every day"), "{described}");
+    assert!(described.contains("removed by the run of"), "{described}");
 
     // delete keeps the backup and says so.
     let text = w.kb_ok(&["schedule", "delete", "nightly"]);

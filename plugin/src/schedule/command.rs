@@ -902,11 +902,26 @@ fn render_description(d: &Description, spec: &ScheduleSpec) -> String {
     } else {
         let mut t = Table::new(["name", "status", "started", "expires"]);
         for b in &d.backups {
+            // Every run prunes after its backup: say which one removes this.
+            let expires = match b.expires_at {
+                Some(at) => match spec.pruned_by(at) {
+                    Some(run) if !s.paused => format!(
+                        "{} (removed by the run of {})",
+                        format_time(Some(at)),
+                        format_time(Some(run))
+                    ),
+                    _ => format!(
+                        "{} (removed by 'kubectl backup prune')",
+                        format_time(Some(at))
+                    ),
+                },
+                None => "-".to_owned(),
+            };
             t.row([
                 b.name.clone(),
                 b.phase.clone(),
                 format_time(Some(b.started_at)),
-                format_time(b.expires_at),
+                expires,
             ]);
         }
         for l in t.render().lines() {

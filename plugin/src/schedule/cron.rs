@@ -441,6 +441,10 @@ impl CronExpr {
             format!("every {step} minutes")
         } else if all_hours && minutes.len() == 1 {
             format!("every hour at minute {}", minutes[0])
+        } else if minutes.len() == 1
+            && let Some(step) = even_step(&hours, Field::Hour.bounds())
+        {
+            format!("every {step} hours at minute {}", minutes[0])
         } else if minutes.len() * hours.len() <= 4 {
             let times: Vec<String> = hours
                 .iter()
@@ -515,6 +519,12 @@ impl CronExpr {
         };
 
         let mut out = time;
+        // "at 03:00" alone reads as a one-off; say it repeats.
+        let days = if days.is_empty() && out.starts_with("at ") {
+            "every day".to_owned()
+        } else {
+            days
+        };
         for part in [days, month_words] {
             if !part.is_empty() {
                 out.push(' ');
@@ -854,13 +864,23 @@ mod tests {
             cron("0 3 1,15 6,12 *").describe(),
             "at 03:00 on the 1st and 15th day of the month in June and December"
         );
+        assert_eq!(cron("0 */6 * * *").describe(), "every 6 hours at minute 0");
         assert_eq!(
-            cron("0 */6 * * *").describe(),
-            "at 00:00, 06:00, 12:00 and 18:00"
+            cron("0 6,18 * * *").describe(),
+            "at 06:00 and 18:00 every day"
+        );
+        assert_eq!(cron("0 3 * * *").describe(), "at 03:00 every day");
+        assert_eq!(
+            cron("0 3 * 1 *").describe(),
+            "at 03:00 every day in January"
         );
         assert_eq!(
             cron("5 0-23/2 * * *").describe(),
-            "at minute 5 past hours 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20 and 22"
+            "every 2 hours at minute 5"
+        );
+        assert_eq!(
+            cron("5 1,2,3,9,20 * * *").describe(),
+            "at minute 5 past hours 1 to 3, 9 and 20 every day"
         );
     }
 }

@@ -485,7 +485,7 @@ mod tests {
         ));
         let tz = parse_time_zone("Asia/Kolkata").expect("tz");
         let spec = ScheduleSpec::from_cron("0 1 * * *", Some(tz)).expect("valid");
-        assert_eq!(spec.words(), "at 01:00 (Asia/Kolkata)");
+        assert_eq!(spec.words(), "at 01:00 every day (Asia/Kolkata)");
         // 01:00 IST is 19:30 UTC the day before.
         assert_eq!(
             spec.next_run(utc("2026-11-21T15:12:00Z")),
