@@ -318,6 +318,10 @@ pub fn cron_job(
                                         { "name": "RUST_LOG", "value": "info,kube=warn" },
                                         // Multipart uploads stage temporary data here.
                                         { "name": "TMPDIR", "value": "/tmp" },
+                                        // The root filesystem is read-only: a schedule without a
+                                        // location writes to the (ephemeral, warned about)
+                                        // emptyDir instead of failing on $HOME.
+                                        { "name": "KUBECTL_BACKUP_LOCAL_DIR", "value": "/tmp/kubectl-backup" },
                                     ],
                                     "resources": {
                                         "requests": { "cpu": "100m", "memory": "128Mi" },
