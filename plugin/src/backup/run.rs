@@ -333,10 +333,17 @@ pub async fn run_backup(
             }
         })?;
 
-    let outcome = tokio::select! {
-        result = body(client, store, request, prepared, progress, &mut manifest) => result,
-        () = interrupt => Err(Error::Interrupted),
-    };
+    let interrupt = std::pin::pin!(interrupt);
+    let outcome = body(
+        client,
+        store,
+        request,
+        prepared,
+        progress,
+        &mut manifest,
+        interrupt,
+    )
+    .await;
     match outcome {
         Ok(()) => Ok(manifest),
         Err(error) => {
@@ -355,13 +362,17 @@ pub async fn run_backup(
     }
 }
 
-async fn body(
+/// The backup proper. `interrupt` stops the listing or the snapshot wait;
+/// the writer thread and the uploader are always awaited, so an interrupted
+/// upload is aborted before this returns.
+async fn body<I: Future<Output = ()>>(
     client: &kube::Client,
     store: &Store,
     request: &BackupRequest,
     prepared: Prepared,
     progress: &Progress,
     manifest: &mut BackupManifest,
+    mut interrupt: std::pin::Pin<&mut I>,
 ) -> Result<(), Error> {
     let counters = progress.counters().clone();
     let types: Vec<archive::ResourceType> = prepared
@@ -377,6 +388,7 @@ async fn body(
     let uploader = tokio::spawn(upload(
         store.object_store().clone(),
         resources_path.clone(),
+        store.name().to_owned(),
         chunk_rx,
         counters.clone(),
     ));
@@ -386,7 +398,14 @@ async fn body(
     let started_at = manifest.started_at;
     let writer_counters = counters.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        write_archive(item_rx, chunk_tx, started_at, &types, &writer_counters)
+        write_archive(
+            item_rx,
+            chunk_tx,
+            started_at,
+            &types,
+            &writer_counters,
+            CHUNK_BYTES,
+        )
     });
 
     // Ticker for the progress line.
@@ -401,15 +420,12 @@ async fn body(
     };
 
     let shared = Arc::new(Shared::default());
-    let listed = list_everything(
-        client,
-        &prepared,
-        &manifest.options,
-        &shared,
-        &counters,
-        item_tx,
-    )
-    .await;
+    // Dropping the listing on Ctrl-C drops the item sender: the writer sees
+    // no End, abandons the archive, and the uploader aborts the upload.
+    let listed = tokio::select! {
+        result = list_everything(client, &prepared, &manifest.options, &shared, &counters, item_tx) => result,
+        () = interrupt.as_mut() => Err(Error::Interrupted),
+    };
     ticker.abort();
     let written = writer
         .await
@@ -417,11 +433,7 @@ async fn body(
     let uploaded = uploader
         .await
         .map_err(|e| Error::Internal(format!("uploader: {e}")))?;
-    // The most telling error first: a failed upload makes the writer and the
-    // listers fail too, but only as a consequence.
-    uploaded?;
-    let written = written?;
-    listed?;
+    let written = first_cause(listed, written, uploaded)?;
 
     let mut errors = std::mem::take(&mut *lock(&shared.errors));
     let mut warnings = std::mem::take(&mut *lock(&shared.warnings));
@@ -431,7 +443,10 @@ async fn body(
     if request.options.include_all_disks {
         progress.refresh("snapshotting volumes");
         let pvcs = std::mem::take(&mut *lock(&shared.pvcs));
-        let outcome = volumes::snapshot_all(client, request, &pvcs).await;
+        let outcome = tokio::select! {
+            outcome = volumes::snapshot_all(client, request, &pvcs) => outcome,
+            () = interrupt.as_mut() => return Err(Error::Interrupted),
+        };
         volume_records.volumes = outcome.records;
         errors.extend(outcome.errors);
         warnings.extend(outcome.warnings);
@@ -494,6 +509,27 @@ async fn body(
     // Last: the manifest that makes the backup restorable.
     archive::write_manifest(store, manifest, false).await?;
     Ok(())
+}
+
+/// Of the three stages' results, the error that explains the others: Ctrl-C
+/// first, then a failed upload (which makes the writer and the listers fail
+/// as a consequence), then the writer's, then the listers'.
+fn first_cause(
+    listed: Result<(), Error>,
+    written: Result<Written, Error>,
+    uploaded: Result<(), Error>,
+) -> Result<Written, Error> {
+    let consequence = |e: &Error| matches!(e, Error::Aborted | Error::WriterStopped);
+    if let Err(Error::Interrupted) = listed {
+        return Err(Error::Interrupted);
+    }
+    match (listed, written, uploaded) {
+        (Ok(()), Ok(w), Ok(())) => Ok(w),
+        (_, _, Err(e)) if !consequence(&e) => Err(e),
+        (_, Err(e), _) if !consequence(&e) => Err(e),
+        (Err(e), _, _) if !consequence(&e) => Err(e),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+    }
 }
 
 async fn put(store: &Store, name: &str, part: &str, bytes: Vec<u8>) -> Result<(), Error> {
@@ -827,6 +863,7 @@ struct Written {
 /// Sends compressed bytes to the uploader in `CHUNK_BYTES` pieces.
 struct ChunkWriter {
     buf: Vec<u8>,
+    chunk: usize,
     tx: mpsc::Sender<Upload>,
 }
 
@@ -856,7 +893,7 @@ impl ChunkWriter {
 impl Write for ChunkWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK_BYTES {
+        if self.buf.len() >= self.chunk {
             self.send()?;
         }
         Ok(data.len())
@@ -874,9 +911,11 @@ fn write_archive(
     started_at: DateTime<Utc>,
     types: &[archive::ResourceType],
     counters: &Counters,
+    chunk: usize,
 ) -> Result<Written, Error> {
     let out = ChunkWriter {
-        buf: Vec::with_capacity(CHUNK_BYTES),
+        buf: Vec::with_capacity(chunk),
+        chunk,
         tx: chunks,
     };
     let mut archive = ArchiveWriter::new(out, started_at, types)?;
@@ -938,6 +977,7 @@ fn write_log_line<W: Write>(out: &mut W, entry: &LogEntry) -> std::io::Result<()
 async fn upload(
     store: Arc<dyn object_store::ObjectStore>,
     path: object_store::path::Path,
+    location: String,
     mut rx: mpsc::Receiver<Upload>,
     counters: Arc<Counters>,
 ) -> Result<(), Error> {
@@ -945,7 +985,7 @@ async fn upload(
         BufWriter::with_capacity(store, path.clone(), UPLOAD_PART_BYTES).with_max_concurrency(4);
     let failed = |source: object_store::Error| Error::Store {
         what: format!("uploading {path}"),
-        location: String::new(),
+        location: location.clone(),
         source: Box::new(source),
     };
     while let Some(msg) = rx.recv().await {
@@ -965,7 +1005,7 @@ async fn upload(
                         let _ = writer.abort().await;
                         Err(Error::Store {
                             what: format!("completing the upload of {path}"),
-                            location: String::new(),
+                            location: location.clone(),
                             source: Box::new(object_store::Error::Generic {
                                 store: "upload",
                                 source: Box::new(e),
@@ -982,4 +1022,137 @@ async fn upload(
         tracing::warn!(error = %e, "cannot abort the multipart upload");
     }
     Err(Error::Aborted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::{ArchiveReader, EntryKind};
+    use object_store::memory::InMemory;
+
+    fn types() -> Vec<archive::ResourceType> {
+        vec![archive::ResourceType {
+            key: ResourceKey::new("configmaps", ""),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespaced: true,
+        }]
+    }
+
+    async fn pipeline(
+        items: usize,
+        end: bool,
+    ) -> (Arc<InMemory>, Result<Written, Error>, Result<(), Error>) {
+        let store = Arc::new(InMemory::new());
+        let path = object_store::path::Path::from("backups/t/resources.tar.zst");
+        let counters = Arc::new(Counters::default());
+        let (chunk_tx, chunk_rx) = mpsc::channel(4);
+        let uploader = tokio::spawn(upload(
+            store.clone(),
+            path,
+            "memory".into(),
+            chunk_rx,
+            counters.clone(),
+        ));
+        let (tx, rx) = mpsc::channel(16);
+        let c = counters.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            write_archive(rx, chunk_tx, Utc::now(), &types(), &c, 64 * 1024)
+        });
+        for i in 0..items {
+            // Large, poorly compressible items so the archive spans several chunks.
+            let body: String = rand::Rng::sample_iter(rand::rng(), rand::distr::Alphanumeric)
+                .take(1000)
+                .map(char::from)
+                .collect();
+            let json = serde_json::to_vec(
+                &serde_json::json!({"metadata": {"name": format!("c{i}")}, "data": {"x": body}}),
+            )
+            .unwrap();
+            let p = ItemPath::namespaced(ResourceKey::new("configmaps", ""), "ns", format!("c{i}"));
+            tx.send(Msg::Item(p, json)).await.unwrap();
+        }
+        if end {
+            tx.send(Msg::End).await.unwrap();
+        }
+        drop(tx);
+        let written = writer.await.unwrap();
+        let uploaded = uploader.await.unwrap();
+        (store, written, uploaded)
+    }
+
+    #[tokio::test]
+    async fn items_stream_into_one_uploaded_archive() {
+        let (store, written, uploaded) = pipeline(300, true).await;
+        uploaded.unwrap();
+        let written = written.unwrap();
+        assert_eq!(written.summary.items, 300);
+        assert_eq!(written.counts[&ResourceKey::new("configmaps", "")], 300);
+        let path = object_store::path::Path::from("backups/t/resources.tar.zst");
+        let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert!(
+            bytes.len() > 3 * 64 * 1024,
+            "spans several chunks: {}",
+            bytes.len()
+        );
+        assert_eq!(
+            written.summary.part,
+            archive::digest_reader(&bytes[..]).unwrap()
+        );
+        let mut reader = ArchiveReader::new(&bytes[..]).unwrap();
+        let items = reader
+            .entries()
+            .unwrap()
+            .filter(|e| matches!(e.as_ref().unwrap().kind, EntryKind::Item(_)))
+            .count();
+        assert_eq!(items, 300);
+        // The log has one backedUp line per item.
+        let log = read_log(written.log_file).unwrap();
+        let text = zstd::decode_all(&log[..]).unwrap();
+        assert_eq!(text.iter().filter(|b| **b == b'\n').count(), 300);
+        assert_eq!(written.log_part, archive::digest_reader(&log[..]).unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_archive_leaves_no_object() {
+        let (store, written, uploaded) = pipeline(300, false).await;
+        assert!(matches!(written, Err(Error::Aborted)));
+        assert!(matches!(uploaded, Err(Error::Aborted)));
+        let path = object_store::path::Path::from("backups/t/resources.tar.zst");
+        assert!(matches!(
+            store.head(&path).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn keep_filters() {
+        let crd =
+            serde_json::json!({"spec": {"group": "example.com", "names": {"plural": "widgets"}}});
+        let set = Arc::new(BTreeSet::from([(
+            "example.com".to_owned(),
+            "widgets".to_owned(),
+        )]));
+        assert!(Keep::CrdsOf(set.clone()).keeps(&crd, None, "widgets.example.com"));
+        let other =
+            serde_json::json!({"spec": {"group": "other.io", "names": {"plural": "widgets"}}});
+        assert!(!Keep::CrdsOf(set).keeps(&other, None, "widgets.other.io"));
+        let ns = Arc::new(BTreeSet::from(["a".to_owned()]));
+        assert!(Keep::InNamespaces(ns.clone()).keeps(&crd, Some("a"), "x"));
+        assert!(!Keep::InNamespaces(ns).keeps(&crd, Some("b"), "x"));
+        let names = Arc::new(BTreeSet::from(["pv-1".to_owned()]));
+        assert!(Keep::Named(names.clone()).keeps(&crd, None, "pv-1"));
+        assert!(!Keep::Named(names).keeps(&crd, None, "pv-2"));
+    }
+
+    #[test]
+    fn pvc_refs() {
+        let pvc = serde_json::json!({"metadata": {"name": "data", "namespace": "db"},
+            "spec": {"volumeName": "pv-1", "storageClassName": "fast", "resources": {"requests": {"storage": "1Gi"}}}});
+        let r = PvcRef::from_object(&pvc).unwrap();
+        assert_eq!(r.volume_name.as_deref(), Some("pv-1"));
+        assert_eq!(r.size.as_deref(), Some("1Gi"));
+        let unbound = serde_json::json!({"metadata": {"name": "d", "namespace": "db"}, "spec": {"volumeName": ""}});
+        assert_eq!(PvcRef::from_object(&unbound).unwrap().volume_name, None);
+    }
 }
