@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
+use super::admission;
 use super::crd;
 use super::defaults;
 use super::managed;
@@ -223,6 +224,51 @@ const OBJECT_META_FIELDS: &[&str] = &[
     "managedFields",
 ];
 
+/// The top-level fields of the simple built-in kinds whose unknown fields the real
+/// server reports (None: not checked here).
+fn known_top_level_fields(rt: &ResourceType) -> Option<&'static [&'static str]> {
+    if !rt.group.is_empty() {
+        return None;
+    }
+    Some(match rt.plural.as_str() {
+        "configmaps" => &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "data",
+            "binaryData",
+            "immutable",
+        ],
+        "secrets" => &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "data",
+            "stringData",
+            "type",
+            "immutable",
+        ],
+        "serviceaccounts" => &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "secrets",
+            "imagePullSecrets",
+            "automountServiceAccountToken",
+        ],
+        "namespaces"
+        | "services"
+        | "persistentvolumeclaims"
+        | "persistentvolumes"
+        | "pods"
+        | "replicationcontrollers"
+        | "resourcequotas"
+        | "limitranges"
+        | "nodes" => &["apiVersion", "kind", "metadata", "spec", "status"],
+        _ => return None,
+    })
+}
+
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn generate_suffix() -> String {
@@ -232,7 +278,121 @@ fn generate_suffix() -> String {
         .collect()
 }
 
+/// The operation under admission.
+#[derive(Debug, Clone, Copy)]
+pub enum Operation<'a> {
+    /// CREATE.
+    Create,
+    /// UPDATE (PUT or PATCH), of a subresource if given.
+    Update(Option<&'a str>),
+    /// DELETE.
+    Delete,
+}
+
 impl Api {
+    /// Run the admission webhooks for a write: mutating ones may change `obj` (stored
+    /// form, without kind/apiVersion); returns their warnings.
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &self,
+        rt: &ResourceType,
+        op: Operation<'_>,
+        ns: Option<&str>,
+        name: &str,
+        old: Option<&Value>,
+        obj: Option<&mut Value>,
+        dry_run: bool,
+    ) -> ApiResult<Vec<String>> {
+        if !admission::any_configured(&self.store) {
+            return Ok(Vec::new());
+        }
+        let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
+        let namespace_labels = ns
+            .and_then(|n| {
+                self.store.get(
+                    &StorageKey {
+                        group: String::new(),
+                        plural: "namespaces".into(),
+                    },
+                    None,
+                    n,
+                )
+            })
+            .and_then(|o| {
+                o.pointer("/metadata/labels")
+                    .and_then(Value::as_object)
+                    .cloned()
+            })
+            .map(|m| {
+                m.into_iter()
+                    .map(|(k, v)| (k, v.as_str().unwrap_or("").to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let old_typed = old.map(|o| render::object(rt, o));
+        let (operation, subresource) = match op {
+            Operation::Create => ("CREATE", None),
+            Operation::Update(sub) => ("UPDATE", sub),
+            Operation::Delete => ("DELETE", None),
+        };
+        let a = admission::Attributes {
+            rt,
+            operation,
+            subresource,
+            namespace: if is_namespace { Some(name) } else { ns },
+            name,
+            old_object: old_typed.as_ref(),
+            dry_run,
+            namespace_labels,
+        };
+        let mut typed = obj.as_deref().map(|o| render::object(rt, o));
+        // Mutating webhooks see a new object before the server fills in uid and
+        // creationTimestamp.
+        let kept = obj.as_deref().map(|o| {
+            (
+                meta(o).and_then(|m| m.get("uid")).cloned(),
+                meta(o).and_then(|m| m.get("creationTimestamp")).cloned(),
+            )
+        });
+        if let (Operation::Create, Some(t)) = (op, typed.as_mut()) {
+            let m = meta_mut(t);
+            m.remove("uid");
+            m.insert("creationTimestamp".into(), Value::Null);
+        }
+        let mut warnings =
+            admission::admit(&self.store, admission::Phase::Mutating, &a, &mut typed)?;
+        let Some(obj) = obj else {
+            warnings.extend(admission::admit(
+                &self.store,
+                admission::Phase::Validating,
+                &a,
+                &mut None,
+            )?);
+            return Ok(warnings);
+        };
+        if let Some(mut mutated) = typed {
+            render::strip_type(&mut mutated);
+            if let (Operation::Create, Some((uid, created))) = (op, kept) {
+                let m = meta_mut(&mut mutated);
+                if let Some(uid) = uid {
+                    m.insert("uid".into(), uid);
+                }
+                if let Some(created) = created {
+                    m.insert("creationTimestamp".into(), created);
+                }
+            }
+            *obj = mutated;
+        }
+        let mut typed = Some(render::object(rt, obj));
+        warnings.extend(admission::admit(
+            &self.store,
+            admission::Phase::Validating,
+            &a,
+            &mut typed,
+        )?);
+        Ok(warnings)
+    }
+
     /// A cluster with only the built-in types and no objects.
     pub fn new(ca_pem: String) -> Result<Api, super::resources::Error> {
         Ok(Api {
@@ -355,7 +515,8 @@ impl Api {
 
     // === create ===
 
-    fn check_namespace(&self, ns: &str) -> ApiResult<()> {
+    /// The namespace of a new object must exist and not be terminating.
+    fn check_namespace(&self, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<()> {
         let nst = self.ns_type();
         let Some(obj) = self.store.get(&nst.storage_key(), None, ns) else {
             return Err(ApiError::not_found_qualified("", "namespaces", ns));
@@ -363,19 +524,27 @@ impl Api {
         if meta_str(&obj, "deletionTimestamp").is_some()
             || obj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
         {
+            let mut details = serde_json::Map::new();
+            details.insert("name".into(), json!(name));
+            if !rt.group.is_empty() {
+                details.insert("group".into(), json!(rt.group));
+            }
+            details.insert("kind".into(), json!(rt.plural));
+            details.insert(
+                "causes".into(),
+                json!([{"reason": "NamespaceTerminating",
+                        "message": format!("namespace {ns} is being terminated"),
+                        "field": "metadata.namespace"}]),
+            );
             return Err(ApiError::new(
                 403,
                 "Forbidden",
                 format!(
-                    "unable to create new content in namespace {ns} because it is being terminated"
+                    "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    rt.qualified()
                 ),
             )
-            .with_details(json!({
-                "name": ns, "kind": "namespaces",
-                "causes": [{"reason": "NamespaceTerminating",
-                            "message": format!("namespace {ns} is being terminated"),
-                            "field": "metadata.namespace"}]
-            })));
+            .with_details(Value::Object(details)));
         }
         Ok(())
     }
@@ -385,7 +554,7 @@ impl Api {
     pub fn check_body(
         &self,
         rt: &ResourceType,
-        obj: &Value,
+        obj: &mut Value,
         strict: bool,
     ) -> ApiResult<Vec<String>> {
         if !obj.is_object() {
@@ -417,18 +586,37 @@ impl Api {
                 }
             }
         }
+        if let (Some(known), Some(m)) = (known_top_level_fields(rt), obj.as_object()) {
+            for k in m.keys() {
+                if !known.contains(&k.as_str()) {
+                    unknown.push(k.clone());
+                }
+            }
+        }
         if strict && !unknown.is_empty() {
             let msgs: Vec<String> = unknown
                 .iter()
                 .map(|f| format!("unknown field {f:?}"))
                 .collect();
             return Err(ApiError::bad_request(format!(
-                "strict decoding error: {}",
-                msgs.join(", ")
+                "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                msgs.join(", "),
+                kind = rt.kind,
+                version = rt.version,
             )));
         }
-        if let Some(m) = obj.get("metadata").and_then(Value::as_object) {
-            let _ = m;
+        // Under the default (Warn) validation unknown fields are dropped with a warning.
+        for f in &unknown {
+            match f.strip_prefix("metadata.") {
+                Some(k) => {
+                    meta_mut(obj).remove(k);
+                }
+                None => {
+                    if let Some(m) = obj.as_object_mut() {
+                        m.remove(f);
+                    }
+                }
+            }
         }
         Ok(unknown
             .into_iter()
@@ -541,7 +729,7 @@ impl Api {
         opts: &WriteOptions,
         apply_fields: Option<Value>,
     ) -> ApiResult<Written> {
-        let mut warnings = self.check_body(rt, &obj, opts.strict)?;
+        let mut warnings = self.check_body(rt, &mut obj, opts.strict)?;
         render::strip_type(&mut obj);
         let now = now();
         {
@@ -607,7 +795,7 @@ impl Api {
             return Err(ApiError::invalid(&rt.group, &rt.kind, &name, &causes));
         }
         if let Some(ns) = ns {
-            self.check_namespace(ns)?;
+            self.check_namespace(rt, ns, &name)?;
         }
         // A status subresource means the main endpoint does not set status (CRs: dropped).
         if rt.custom
@@ -638,6 +826,15 @@ impl Api {
                 &now,
             ),
         }
+        warnings.extend(self.admit(
+            rt,
+            Operation::Create,
+            ns,
+            &name,
+            None,
+            Some(&mut obj),
+            opts.dry_run,
+        )?);
         if opts.dry_run {
             return Ok(Written {
                 code: 201,
@@ -794,6 +991,7 @@ impl Api {
                 warnings.extend(self.validate_custom(rt, &mut new, &name)?);
             }
             defaults::on_write(rt, &mut new)?;
+            defaults::on_update(rt, old, &mut new)?;
             if tracks_generation(rt) && spec_part(old) != spec_part(&new) {
                 let g = meta(old)
                     .and_then(|m| m.get("generation"))
@@ -886,11 +1084,11 @@ impl Api {
         rt: &ResourceType,
         ns: Option<&str>,
         name: &str,
-        obj: Value,
+        mut obj: Value,
         subresource: Option<&str>,
         opts: &WriteOptions,
     ) -> ApiResult<Written> {
-        let warnings = self.check_body(rt, &obj, opts.strict)?;
+        let warnings = self.check_body(rt, &mut obj, opts.strict)?;
         let body_name = meta_str(&obj, "name").unwrap_or("");
         if body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -915,7 +1113,16 @@ impl Api {
             {
                 return Err(ApiError::stale(rt, name));
             }
-            let (new, mut w) = self.prepare_update(rt, &old, obj.clone(), subresource, opts)?;
+            let (mut new, mut w) = self.prepare_update(rt, &old, obj.clone(), subresource, opts)?;
+            w.extend(self.admit(
+                rt,
+                Operation::Update(subresource),
+                ns,
+                name,
+                Some(&old),
+                Some(&mut new),
+                opts.dry_run,
+            )?);
             match self.commit_update(rt, ns, &old, new, opts) {
                 Ok(stored) => {
                     w.extend(warnings);
@@ -1018,6 +1225,12 @@ impl Api {
                     )?;
                 }
             }
+            if !target.is_object() {
+                return Err(ApiError::bad_request(format!(
+                    "the patched object is not a {} object",
+                    rt.kind
+                )));
+            }
             if let Some(n) = meta_str(&target, "name")
                 && n != name
             {
@@ -1036,10 +1249,20 @@ impl Api {
             } else {
                 None
             };
-            let (mut new, warnings) = self.prepare_update(rt, &old, target, subresource, opts)?;
+            let (mut new, mut warnings) =
+                self.prepare_update(rt, &old, target, subresource, opts)?;
             if let Some(mf) = apply_fields {
                 meta_mut(&mut new).insert("managedFields".into(), mf);
             }
+            warnings.extend(self.admit(
+                rt,
+                Operation::Update(subresource),
+                ns,
+                name,
+                Some(&old),
+                Some(&mut new),
+                opts.dry_run,
+            )?);
             match self.commit_update(rt, ns, &old, new, opts) {
                 Ok(stored) => {
                     return Ok(Written {
@@ -1095,6 +1318,15 @@ impl Api {
                     ));
                 }
             }
+            self.admit(
+                rt,
+                Operation::Delete,
+                ns,
+                name,
+                Some(&old),
+                None,
+                opts.dry_run,
+            )?;
             let old_rv = meta_str(&old, "resourceVersion").map(str::to_owned);
             let mut f = finalizers(&old);
             let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
@@ -1209,6 +1441,79 @@ impl Api {
     /// finalizers like a DELETE with background propagation.
     pub fn delete_internal(&self, rt: &ResourceType, ns: Option<&str>, name: &str) {
         let _ = self.delete(rt, ns, name, &DeleteOptions::default());
+    }
+
+    /// The `autoscaling/v1` Scale of a workload.
+    pub fn get_scale(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        let obj = self.get(rt, ns, name)?;
+        let selector = obj
+            .pointer("/spec/selector/matchLabels")
+            .or_else(|| obj.pointer("/spec/selector"))
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let mut metadata = Map::new();
+        for k in [
+            "name",
+            "namespace",
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+        ] {
+            if let Some(v) = meta(&obj).and_then(|m| m.get(k)) {
+                metadata.insert(k.into(), v.clone());
+            }
+        }
+        Ok(json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": metadata,
+            "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+            "status": {
+                "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+                "selector": selector,
+            },
+        }))
+    }
+
+    /// Write a Scale's `spec.replicas` to its workload; returns the new Scale.
+    pub fn set_scale(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        scale: &Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Value> {
+        let Some(replicas) = scale.pointer("/spec/replicas").and_then(Value::as_i64) else {
+            return Err(ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                name,
+                &[Cause::required("spec.replicas", "")],
+            ));
+        };
+        if replicas < 0 {
+            return Err(ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                name,
+                &[Cause::invalid(
+                    "spec.replicas",
+                    &json!(replicas),
+                    "must be greater than or equal to 0",
+                )],
+            ));
+        }
+        let body = serde_json::to_vec(&json!({"spec": {"replicas": replicas}}))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        self.patch(rt, ns, name, PatchType::Merge, &body, None, opts)?;
+        self.get_scale(rt, ns, name)
     }
 
     /// The type a storage key is served as (preferred version).

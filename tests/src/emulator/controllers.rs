@@ -60,6 +60,7 @@ pub async fn run(api: Arc<Api>) {
         let _ = tokio::task::spawn_blocking(move || {
             reconcile_crds(&api2);
             reconcile_namespaces(&api2);
+            reconcile_claims(&api2);
             if gc_needed {
                 collect_garbage(&api2);
             }
@@ -73,13 +74,16 @@ pub fn reconcile_crds(api: &Api) {
     let Some(crd_type) = api.type_for(&crd_key()) else {
         return;
     };
-    let mut served = Vec::new();
+    type Types = Box<dyn FnOnce() -> Vec<Arc<ResourceType>>>;
+    let mut served: Vec<(String, String, Types)> = Vec::new();
     for c in api.store.all(&crd_key()) {
         let name = meta_str(&c, "name").unwrap_or("").to_owned();
         if meta_str(&c, "deletionTimestamp").is_some() {
             cleanup_crd(api, &crd_type, &c, &name);
             // Still served while its objects are being removed.
-            served.push((name, crd::resource_types(&c)));
+            let rv = meta_str(&c, "resourceVersion").unwrap_or("").to_owned();
+            let c2 = c.clone();
+            served.push((name, rv, Box::new(move || crd::resource_types(&c2))));
             continue;
         }
         if !crd::is_established(&c) {
@@ -93,12 +97,16 @@ pub fn reconcile_crds(api: &Api) {
                 .store
                 .update(&crd_key(), None, &name, new, rv.as_deref());
         }
-        served.push((name, crd::resource_types(&c)));
+        let rv = meta_str(&c, "resourceVersion").unwrap_or("").to_owned();
+        let c2 = c.clone();
+        served.push((name, rv, Box::new(move || crd::resource_types(&c2))));
     }
     let mut reg = api.registry.write().unwrap_or_else(|e| e.into_inner());
-    let names: HashSet<String> = served.iter().map(|(n, _)| n.clone()).collect();
-    for (name, types) in served {
-        reg.set_custom(&name, types);
+    let names: HashSet<String> = served.iter().map(|(n, _, _)| n.clone()).collect();
+    for (name, rv, types) in served {
+        if reg.custom_version(&name) != Some(rv.as_str()) {
+            reg.set_custom(&name, &rv, types());
+        }
     }
     let stale: Vec<String> = reg
         .custom_names()
@@ -172,6 +180,94 @@ fn remove_finalizer(api: &Api, rt: &ResourceType, ns: Option<&str>, name: &str, 
         }
     } else {
         let _ = api.store.update(&key, ns, name, new, rv.as_deref());
+    }
+}
+
+/// The PV controller's part that is visible without a storage backend: pending
+/// claims without a class get the default one (RetroactiveDefaultStorageClass), and
+/// claims of a class with Immediate binding are marked for its provisioner.
+pub fn reconcile_claims(api: &Api) {
+    let pvc_key = StorageKey {
+        group: String::new(),
+        plural: "persistentvolumeclaims".into(),
+    };
+    let claims = api.store.all(&pvc_key);
+    if claims.is_empty() {
+        return;
+    }
+    let classes = api.store.all(&StorageKey {
+        group: "storage.k8s.io".into(),
+        plural: "storageclasses".into(),
+    });
+    let is_default = |sc: &Value| {
+        sc.pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+            .is_some_and(|a| {
+                a.get("storageclass.kubernetes.io/is-default-class") == Some(&json!("true"))
+            })
+    };
+    let default_class = classes
+        .iter()
+        .filter(|sc| is_default(sc))
+        .max_by(|a, b| meta_str(a, "creationTimestamp").cmp(&meta_str(b, "creationTimestamp")))
+        .and_then(|sc| meta_str(sc, "name").map(str::to_owned));
+    for pvc in claims {
+        if pvc.pointer("/status/phase").and_then(Value::as_str) != Some("Pending")
+            || pvc.pointer("/spec/volumeName").is_some()
+            || meta_str(&pvc, "deletionTimestamp").is_some()
+        {
+            continue;
+        }
+        let mut new = (*pvc).clone();
+        if new.pointer("/spec/storageClassName").is_none()
+            && let (Some(dc), Some(spec)) = (
+                &default_class,
+                new.get_mut("spec").and_then(Value::as_object_mut),
+            )
+        {
+            spec.insert("storageClassName".into(), json!(dc));
+        }
+        let class = new
+            .pointer("/spec/storageClassName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if let Some(sc) = classes
+            .iter()
+            .find(|sc| !class.is_empty() && meta_str(sc, "name") == Some(class))
+        {
+            let immediate = sc
+                .get("volumeBindingMode")
+                .and_then(Value::as_str)
+                .unwrap_or("Immediate")
+                == "Immediate";
+            let provisioner = sc
+                .get("provisioner")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            if immediate
+                && !provisioner.is_empty()
+                && let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut)
+            {
+                let ann = meta.entry("annotations").or_insert_with(|| json!({}));
+                if let Some(a) = ann.as_object_mut() {
+                    for k in [
+                        "volume.beta.kubernetes.io/storage-provisioner",
+                        "volume.kubernetes.io/storage-provisioner",
+                    ] {
+                        a.entry(k).or_insert_with(|| json!(provisioner));
+                    }
+                }
+            }
+        }
+        if new != *pvc {
+            let ns = meta_str(&pvc, "namespace").map(str::to_owned);
+            let name = meta_str(&pvc, "name").unwrap_or("").to_owned();
+            let rv = meta_str(&pvc, "resourceVersion").map(str::to_owned);
+            let _ = api
+                .store
+                .update(&pvc_key, ns.as_deref(), &name, new, rv.as_deref());
+        }
     }
 }
 
@@ -357,8 +453,13 @@ pub fn collect_garbage(api: &Api) {
         if uids.iter().any(|u| orphaning.contains(*u)) {
             // Orphan: drop the references to the orphaning owners.
             let mut new = (**o).clone();
-            if let Some(Value::Array(rs)) = new.pointer_mut("/metadata/ownerReferences") {
+            if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut)
+                && let Some(Value::Array(rs)) = meta.get_mut("ownerReferences")
+            {
                 rs.retain(|r| !r["uid"].as_str().is_some_and(|u| orphaning.contains(u)));
+                if rs.is_empty() {
+                    meta.remove("ownerReferences");
+                }
             }
             let rv = meta_str(o, "resourceVersion").map(str::to_owned);
             let _ = api

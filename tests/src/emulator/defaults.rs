@@ -81,16 +81,207 @@ fn default(m: &mut Map<String, Value>, key: &str, value: Value) {
     m.entry(key.to_owned()).or_insert(value);
 }
 
-/// Defaults applied on every write (create and update) of a built-in object.
-pub fn on_write(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+fn is_label_value(v: &str) -> bool {
+    v.is_empty()
+        || (v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
+}
+
+/// Check a label or annotation key (a qualified name: `[prefix/]name`).
+fn key_causes(field: &str, key: &str) -> Vec<Cause> {
+    let v = json!(key);
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let mut causes = Vec::new();
+    if name.is_empty() {
+        causes.push(Cause::invalid(field, &v, "name part must be non-empty"));
+    } else if name.len() > 63 {
+        causes.push(Cause::invalid(
+            field,
+            &v,
+            "name part must be no more than 63 characters",
+        ));
+    } else if !is_label_value(name) {
+        causes.push(Cause::invalid(field, &v, QUALIFIED_NAME_MSG));
+    }
+    if let Some(p) = prefix
+        && !is_subdomain(p)
+    {
+        causes.push(Cause::invalid(
+            field,
+            &v,
+            &format!("prefix part {SUBDOMAIN_MSG}"),
+        ));
+    }
+    causes
+}
+
+/// Label and annotation validation of ObjectMeta (every kind, custom ones too).
+pub fn validate_metadata(obj: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            causes.extend(key_causes("metadata.labels", k));
+            let value = v.as_str().unwrap_or("");
+            if value.len() > 63 {
+                causes.push(Cause::invalid(
+                    "metadata.labels",
+                    v,
+                    "must be no more than 63 characters",
+                ));
+            } else if !is_label_value(value) {
+                causes.push(Cause::invalid("metadata.labels", v, LABEL_VALUE_MSG));
+            }
+        }
+    }
+    if let Some(ann) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        let mut total = 0;
+        for (k, v) in ann {
+            causes.extend(key_causes("metadata.annotations", &k.to_lowercase()));
+            total += k.len() + v.as_str().map_or(0, str::len);
+        }
+        if total > 256 * 1024 {
+            causes.push(Cause {
+                reason: "FieldValueTooLong",
+                field: "metadata.annotations".into(),
+                message: "Too long: must have at most 262144 bytes".into(),
+            });
+        }
+    }
+    causes
+}
+
+/// What an update may not change, and what it keeps from the old object when the
+/// client leaves it out (Service IPs and node ports).
+pub fn on_update(rt: &ResourceType, old: &Value, new: &mut Value) -> Result<(), ApiError> {
     if rt.custom {
         return Ok(());
     }
+    let name = old
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let immutable = |field: &str, pointer: &str, new: &Value| -> Option<Cause> {
+        let (o, n) = (old.pointer(pointer), new.pointer(pointer));
+        (o.is_some() && o != n)
+            .then(|| Cause::invalid(field, n.unwrap_or(&Value::Null), "field is immutable"))
+    };
+    let mut causes = Vec::new();
+    match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "services") => {
+            let old_spec = old.get("spec").cloned().unwrap_or(json!({}));
+            let spec = obj_mut(new, "spec");
+            for k in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                if (!spec.contains_key(k) || spec.get(k) == Some(&json!("")))
+                    && let Some(v) = old_spec.get(k)
+                {
+                    spec.insert(k.into(), v.clone());
+                }
+            }
+            // Node ports are kept for ports that keep their number.
+            if let (Some(Value::Array(ports)), Some(old_ports)) = (
+                spec.get_mut("ports"),
+                old_spec.get("ports").and_then(Value::as_array),
+            ) {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    if p.contains_key("nodePort") {
+                        continue;
+                    }
+                    let old_np = old_ports
+                        .iter()
+                        .find(|op| op.get("port") == p.get("port"))
+                        .and_then(|op| op.get("nodePort"))
+                        .cloned();
+                    if let Some(np) = old_np {
+                        p.insert("nodePort".into(), np);
+                    }
+                }
+            }
+            let (o, n) = (
+                old.pointer("/spec/clusterIP"),
+                new.pointer("/spec/clusterIP"),
+            );
+            if o.is_some() && o != n && old.pointer("/spec/type") != Some(&json!("ExternalName")) {
+                causes.push(Cause::invalid(
+                    "spec.clusterIPs[0]",
+                    n.unwrap_or(&Value::Null),
+                    "may not change once set",
+                ));
+            }
+        }
+        ("", "persistentvolumeclaims") => {
+            let strip = |v: &Value| {
+                let mut s = v.get("spec").cloned().unwrap_or(json!({}));
+                if let Some(m) = s.as_object_mut() {
+                    m.remove("resources");
+                    m.remove("volumeAttributesClassName");
+                    // Binding (and the retroactive default class) are set by the controller.
+                    if old.pointer("/spec/storageClassName").is_none() {
+                        m.remove("storageClassName");
+                    }
+                    m.remove("volumeName");
+                }
+                s
+            };
+            if strip(old) != strip(new) {
+                causes.push(Cause::forbidden(
+                    "spec",
+                    "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+                ));
+            }
+        }
+        ("apps", "deployments" | "statefulsets" | "daemonsets" | "replicasets") => {
+            causes.extend(immutable("spec.selector", "/spec/selector", new));
+        }
+        ("batch", "jobs") => {
+            causes.extend(immutable("spec.selector", "/spec/selector", new));
+            causes.extend(immutable("spec.template", "/spec/template", new));
+        }
+        ("", "configmaps" | "secrets") if old.get("immutable") == Some(&json!(true)) => {
+            for k in ["data", "binaryData", "immutable"] {
+                if old.get(k) != new.get(k) {
+                    causes.push(Cause::forbidden(
+                        k,
+                        "field is immutable when `immutable` is set",
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(&rt.group, &rt.kind, &name, &causes))
+    }
+}
+
+/// Defaults applied on every write (create and update) of a built-in object.
+pub fn on_write(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     let name = obj
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
+    let causes = validate_metadata(obj);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(&rt.group, &rt.kind, &name, &causes));
+    }
+    if rt.custom {
+        return Ok(());
+    }
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("", "namespaces") => {
             let meta = obj_mut(obj, "metadata");
@@ -202,6 +393,56 @@ pub fn on_write(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
             default(spec, "completionMode", json!("NonIndexed"));
             default(spec, "suspend", json!(false));
             template_defaults(spec);
+        }
+        (
+            "admissionregistration.k8s.io",
+            plural @ ("mutatingwebhookconfigurations" | "validatingwebhookconfigurations"),
+        ) => {
+            let mutating = plural == "mutatingwebhookconfigurations";
+            let kind = rt.kind.clone();
+            let mut causes = Vec::new();
+            if let Some(Value::Array(hooks)) = obj.get_mut("webhooks") {
+                for (i, h) in hooks.iter_mut().enumerate() {
+                    let Some(h) = h.as_object_mut() else { continue };
+                    default(h, "failurePolicy", json!("Fail"));
+                    default(h, "matchPolicy", json!("Equivalent"));
+                    default(h, "namespaceSelector", json!({}));
+                    default(h, "objectSelector", json!({}));
+                    default(h, "timeoutSeconds", json!(10));
+                    if mutating {
+                        default(h, "reinvocationPolicy", json!("Never"));
+                    }
+                    if let Some(Value::Array(rules)) = h.get_mut("rules") {
+                        for r in rules.iter_mut().filter_map(Value::as_object_mut) {
+                            default(r, "scope", json!("*"));
+                        }
+                    }
+                    match h.get("sideEffects").and_then(Value::as_str) {
+                        Some("None" | "NoneOnDryRun") => {}
+                        Some(other) => causes.push(Cause::not_supported(
+                            &format!("webhooks[{i}].sideEffects"),
+                            &json!(other),
+                            &["None".into(), "NoneOnDryRun".into()],
+                        )),
+                        None => causes.push(Cause::required(
+                            &format!("webhooks[{i}].sideEffects"),
+                            "must specify one of None, NoneOnDryRun",
+                        )),
+                    }
+                    if h.get("admissionReviewVersions")
+                        .and_then(Value::as_array)
+                        .is_none_or(Vec::is_empty)
+                    {
+                        causes.push(Cause::required(
+                            &format!("webhooks[{i}].admissionReviewVersions"),
+                            "must specify one of v1, v1beta1",
+                        ));
+                    }
+                }
+            }
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(&rt.group, &kind, &name, &causes));
+            }
         }
         ("batch", "cronjobs") => {
             let spec = obj_mut(obj, "spec");
@@ -559,6 +800,40 @@ mod tests {
         assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
         let mut taken = json!({"metadata": {"name": "x"}, "spec": {"clusterIP": "10.96.0.11"}});
         assert_eq!(on_create(&rt, &mut taken, &ctx).unwrap_err().code(), 422);
+    }
+
+    #[test]
+    fn labels_and_annotations_are_validated() {
+        assert!(validate_metadata(&json!({"metadata": {"labels": {"a.io/b": "c-d_e.f"}, "annotations": {"x/y": "anything at all"}}})).is_empty());
+        let bad = validate_metadata(
+            &json!({"metadata": {"labels": {"a": "bad value", "-x": "v", "k": "x".repeat(64)}}}),
+        );
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert!(bad.iter().all(|c| c.field == "metadata.labels"));
+    }
+
+    #[test]
+    fn updates_keep_service_ips_and_refuse_immutable_changes() {
+        let reg = Registry::builtin().unwrap();
+        let svc = reg.lookup("", "v1", "services").unwrap();
+        let old = json!({"metadata": {"name": "s"}, "spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
+            "type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
+        let mut new = json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}});
+        on_update(&svc, &old, &mut new).unwrap();
+        assert_eq!(new["spec"]["clusterIP"], "10.96.0.20");
+        assert_eq!(new["spec"]["ports"][0]["nodePort"], 30080);
+        let mut moved = json!({"metadata": {"name": "s"}, "spec": {"clusterIP": "10.96.0.99"}});
+        assert_eq!(on_update(&svc, &old, &mut moved).unwrap_err().code(), 422);
+
+        let pvc = reg.lookup("", "v1", "persistentvolumeclaims").unwrap();
+        let old = json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "a"}});
+        let mut bigger = json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}, "storageClassName": "a"}});
+        on_update(&pvc, &old, &mut bigger).unwrap();
+        let mut other_class = json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "b"}});
+        assert_eq!(
+            on_update(&pvc, &old, &mut other_class).unwrap_err().code(),
+            422
+        );
     }
 
     #[test]

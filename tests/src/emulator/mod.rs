@@ -18,6 +18,7 @@
 //! - [`controllers`]: namespace lifecycle, CRD establishing, garbage collection;
 //! - [`watch`], [`render`], [`status`], [`tls`].
 
+pub mod admission;
 pub mod api;
 pub mod controllers;
 pub mod crd;

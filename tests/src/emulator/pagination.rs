@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use super::status::ApiError;
+use super::status::{ApiError, StatusError};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Token {
@@ -86,7 +86,7 @@ pub fn decode(token: &str, current: u64, floor: u64) -> Result<Continue, ApiErro
         return Err(invalid(format!("invalid start key {:?}", t.start)));
     }
     if t.rv < 0 || (t.rv as u64) < floor {
-        return Err(ApiError::Status {
+        return Err(ApiError::Status(Box::new(StatusError {
             code: 410,
             reason: Some("Expired".into()),
             message: "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into(),
@@ -94,7 +94,8 @@ pub fn decode(token: &str, current: u64, floor: u64) -> Result<Continue, ApiErro
             metadata: serde_json::json!({
                 "continue": encode(-1, t.start.trim_end_matches('\u{0}'))
             }),
-        });
+            warnings: Vec::new(),
+        })));
     }
     if t.rv as u64 > current {
         return Err(ApiError::new(

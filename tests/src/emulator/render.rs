@@ -155,6 +155,17 @@ pub fn table(rt: &ResourceType, metadata: &Value, items: &[Arc<Value>]) -> Value
             paths.push(path);
         }
     }
+    let date_columns: Vec<Option<String>> = if rt.custom {
+        columns
+            .iter()
+            .zip(&paths)
+            .filter(|(c, _)| c["type"] == "date")
+            .map(|(_, p)| p.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let date_columns: Vec<&String> = date_columns.iter().flatten().collect();
     let rows: Vec<Value> = items
         .iter()
         .map(|obj| {
@@ -165,7 +176,11 @@ pub fn table(rt: &ResourceType, metadata: &Value, items: &[Arc<Value>]) -> Value
                         .pointer("/metadata/name")
                         .cloned()
                         .unwrap_or(Value::Null),
-                    Some(p) => crd::json_path(obj, p).cloned().unwrap_or(Value::Null),
+                    Some(p) => match (crd::json_path(obj, p), date_columns.contains(&p)) {
+                        // The CRD table convertor shows dates as ages, like kubectl's AGE.
+                        (Some(Value::String(t)), true) => json!(age(t)),
+                        (v, _) => v.cloned().unwrap_or(Value::Null),
+                    },
                 })
                 .collect();
             json!({"cells": cells, "object": partial_metadata(obj)})
@@ -180,8 +195,74 @@ pub fn table(rt: &ResourceType, metadata: &Value, items: &[Arc<Value>]) -> Value
     })
 }
 
+/// `duration.HumanDuration` of the time since RFC 3339 timestamp `t`.
+pub fn age(t: &str) -> String {
+    let Ok(then) = chrono::DateTime::parse_from_rfc3339(t) else {
+        return "<unknown>".into();
+    };
+    let secs = (chrono::Utc::now() - then.with_timezone(&chrono::Utc)).num_seconds();
+    human_duration(secs)
+}
+
+/// Kubernetes' short human duration (`45s`, `3m12s`, `5h`, `3d4h`, ...).
+pub fn human_duration(secs: i64) -> String {
+    if secs < -1 {
+        return "<invalid>".into();
+    }
+    let secs = secs.max(0);
+    let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
+    if secs < 120 {
+        format!("{secs}s")
+    } else if m < 10 {
+        match secs % 60 {
+            0 => format!("{m}m"),
+            s => format!("{m}m{s}s"),
+        }
+    } else if m < 180 {
+        format!("{m}m")
+    } else if h < 8 {
+        match m % 60 {
+            0 => format!("{h}h"),
+            mm => format!("{h}h{mm}m"),
+        }
+    } else if h < 48 {
+        format!("{h}h")
+    } else if h < 24 * 8 {
+        match h % 24 {
+            0 => format!("{d}d"),
+            hh => format!("{d}d{hh}h"),
+        }
+    } else if h < 24 * 365 * 2 {
+        format!("{d}d")
+    } else if h < 24 * 365 * 8 {
+        let y = d / 365;
+        match d % 365 {
+            0 => format!("{y}y"),
+            dd => format!("{y}y{dd}d"),
+        }
+    } else {
+        format!("{}y", d / 365)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn human_durations() {
+        for (s, want) in [
+            (5, "5s"),
+            (119, "119s"),
+            (125, "2m5s"),
+            (600, "10m"),
+            (3 * 3600 + 60, "3h1m"),
+            (20 * 3600, "20h"),
+            (3 * 86400 + 3600, "3d1h"),
+            (40 * 86400, "40d"),
+        ] {
+            assert_eq!(human_duration(s), want);
+        }
+    }
+
     use super::*;
     use crate::emulator::resources::Registry;
 

@@ -136,8 +136,9 @@ pub struct Group {
 #[derive(Debug, Clone)]
 pub struct Registry {
     builtin: Vec<Group>,
-    /// Custom resource types by CRD name (`widgets.example.com`): one entry per served version.
-    custom: HashMap<String, Vec<Arc<ResourceType>>>,
+    /// Custom resource types by CRD name (`widgets.example.com`): the CRD's
+    /// resourceVersion they were made from, and one entry per served version.
+    custom: HashMap<String, (String, Vec<Arc<ResourceType>>)>,
 }
 
 /// Errors reading the built-in discovery data.
@@ -287,7 +288,7 @@ impl Registry {
         let mut crd_names: Vec<&String> = self.custom.keys().collect();
         crd_names.sort();
         for crd in crd_names {
-            for rt in &self.custom[crd] {
+            for rt in &self.custom[crd].1 {
                 let group = match custom.iter_mut().find(|g| g.name == rt.group) {
                     Some(g) => g,
                     None => {
@@ -335,7 +336,7 @@ impl Registry {
             || self
                 .custom
                 .values()
-                .flatten()
+                .flat_map(|(_, types)| types)
                 .any(|rt| rt.group == group && rt.version == version)
     }
 
@@ -350,7 +351,7 @@ impl Registry {
         }
         self.custom
             .values()
-            .flatten()
+            .flat_map(|(_, types)| types)
             .find(|rt| rt.group == group && rt.version == version && rt.plural == plural)
             .cloned()
     }
@@ -380,14 +381,20 @@ impl Registry {
         out
     }
 
-    /// Serve (or re-serve) the resources of CRD `crd_name`.
-    pub fn set_custom(&mut self, crd_name: &str, types: Vec<Arc<ResourceType>>) {
-        self.custom.insert(crd_name.to_owned(), types);
+    /// Serve (or re-serve) the resources of CRD `crd_name` at resourceVersion `rv`.
+    pub fn set_custom(&mut self, crd_name: &str, rv: &str, types: Vec<Arc<ResourceType>>) {
+        self.custom
+            .insert(crd_name.to_owned(), (rv.to_owned(), types));
+    }
+
+    /// The resourceVersion of CRD `crd_name` whose resources are served.
+    pub fn custom_version(&self, crd_name: &str) -> Option<&str> {
+        self.custom.get(crd_name).map(|(rv, _)| rv.as_str())
     }
 
     /// Stop serving the resources of CRD `crd_name`; returns what was served.
     pub fn remove_custom(&mut self, crd_name: &str) -> Option<Vec<Arc<ResourceType>>> {
-        self.custom.remove(crd_name)
+        self.custom.remove(crd_name).map(|(_, types)| types)
     }
 
     /// Names of the CRDs whose resources are served.

@@ -133,7 +133,7 @@ impl Reply {
 
     fn error(e: &ApiError) -> Reply {
         match e.to_status() {
-            Some(s) => Reply::json(e.code(), &s),
+            Some(s) => Reply::json(e.code(), &s).warnings(e.warnings()),
             None => Reply {
                 status: 404,
                 content_type: "text/plain; charset=utf-8",
@@ -598,9 +598,12 @@ fn resource(ctx: &Ctx<'_>, group: &str, version: &str, rest: &[&str]) -> ApiResu
             let Some(s) = rt.subresource(sub) else {
                 return Err(ApiError::unknown_resource());
             };
-            if sub != "status" {
-                // Other subresources (scale, log, exec, ...) are not emulated.
+            if sub == "scale" && !rt.custom {
                 let _ = s;
+                return scale_reply(ctx, &api, &rt, ns, name);
+            }
+            if sub != "status" {
+                // Other subresources (log, exec, proxy, ...) are not emulated.
                 return Err(ApiError::unknown_resource());
             }
             match *m {
@@ -643,6 +646,40 @@ fn patch_reply(
     }
     let w = api.patch(rt, ns, name, pt, &ctx.body, sub, &opts)?;
     Ok(Reply::json(w.code, &w.object).warnings(&w.warnings))
+}
+
+fn scale_reply(
+    ctx: &Ctx<'_>,
+    api: &Api,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+) -> ApiResult<Reply> {
+    let current = api.get_scale(rt, ns, name)?;
+    let wanted = match *ctx.method {
+        Method::GET => return Ok(Reply::json(200, &current)),
+        Method::PUT => ctx.decode_object(rt)?,
+        Method::PATCH => {
+            let ct = ctx.header(header::CONTENT_TYPE);
+            let mut scale = current;
+            match PatchType::from_content_type(ct) {
+                Some(PatchType::Json) => super::patch::json_patch(&mut scale, &ctx.body)?,
+                Some(PatchType::Merge) => super::patch::merge_patch(&mut scale, &ctx.body)?,
+                Some(PatchType::StrategicMerge) => {
+                    super::patch::strategic_merge_patch(&mut scale, &ctx.body)?
+                }
+                _ => {
+                    return Err(ApiError::unsupported_media_type(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+                    ));
+                }
+            }
+            scale
+        }
+        _ => return Err(ApiError::method_not_allowed()),
+    };
+    let w = api.set_scale(rt, ns, name, &wanted, &ctx.write_options()?)?;
+    Ok(Reply::json(200, &w).warnings(&[]))
 }
 
 fn watch_reply(

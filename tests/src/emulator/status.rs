@@ -9,21 +9,27 @@ use super::resources::ResourceType;
 /// An error answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
-    /// A `Status` object.
-    Status {
-        /// HTTP code (also `code` in the body).
-        code: u16,
-        /// `reason`, absent for some errors (e.g. a webhook denial without a code).
-        reason: Option<String>,
-        /// `message`.
-        message: String,
-        /// `details`, when the real server sends them.
-        details: Option<Value>,
-        /// `metadata` (normally empty; 410 Expired carries a fresh `continue`).
-        metadata: Value,
-    },
+    /// A `Status` object (boxed: results stay small on the happy path).
+    Status(Box<StatusError>),
     /// The mux's plain-text `404 page not found`.
     PageNotFound,
+}
+
+/// The content of a `Status` error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusError {
+    /// HTTP code (also `code` in the body).
+    pub code: u16,
+    /// `reason`, absent for some errors (e.g. a webhook denial without a code).
+    pub reason: Option<String>,
+    /// `message`.
+    pub message: String,
+    /// `details`, when the real server sends them.
+    pub details: Option<Value>,
+    /// `metadata` (normally empty; 410 Expired carries a fresh `continue`).
+    pub metadata: Value,
+    /// `Warning` headers to send along (webhook warnings on a denial).
+    pub warnings: Vec<String>,
 }
 
 /// Result type of the emulator's request handling.
@@ -32,19 +38,36 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// A Status error.
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> ApiError {
-        ApiError::Status {
+        ApiError::Status(Box::new(StatusError {
             code,
             reason: (!reason.is_empty()).then(|| reason.to_owned()),
             message: message.into(),
             details: None,
             metadata: json!({}),
+            warnings: Vec::new(),
+        }))
+    }
+
+    /// Attach `Warning` header texts.
+    pub fn with_warnings(mut self, w: Vec<String>) -> ApiError {
+        if let ApiError::Status(s) = &mut self {
+            s.warnings = w;
+        }
+        self
+    }
+
+    /// The `Warning` header texts to send with this error.
+    pub fn warnings(&self) -> &[String] {
+        match self {
+            ApiError::Status(s) => &s.warnings,
+            ApiError::PageNotFound => &[],
         }
     }
 
     /// Attach `details`.
     pub fn with_details(mut self, d: Value) -> ApiError {
-        if let ApiError::Status { details, .. } = &mut self {
-            *details = Some(d);
+        if let ApiError::Status(s) = &mut self {
+            s.details = Some(d);
         }
         self
     }
@@ -178,7 +201,7 @@ impl ApiError {
     /// HTTP status code.
     pub fn code(&self) -> u16 {
         match self {
-            ApiError::Status { code, .. } => *code,
+            ApiError::Status(s) => s.code,
             ApiError::PageNotFound => 404,
         }
     }
@@ -186,13 +209,15 @@ impl ApiError {
     /// The `Status` object (None for the plain-text 404).
     pub fn to_status(&self) -> Option<Value> {
         match self {
-            ApiError::Status {
-                code,
-                reason,
-                message,
-                details,
-                metadata,
-            } => {
+            ApiError::Status(e) => {
+                let StatusError {
+                    code,
+                    reason,
+                    message,
+                    details,
+                    metadata,
+                    ..
+                } = e.as_ref();
                 let mut s = serde_json::Map::new();
                 s.insert("kind".into(), json!("Status"));
                 s.insert("apiVersion".into(), json!("v1"));

@@ -171,8 +171,12 @@ async fn run(
         deadline
     };
     let key = rt.storage_key();
+    let mut bookmarks = opts.bookmarks;
     loop {
         tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = tx.closed() => return,
             ev = receiver.recv() => {
                 match ev {
                     Ok(ev) => {
@@ -189,17 +193,17 @@ async fn run(
                     Err(_) => return,
                 }
             }
-            _ = tokio::time::sleep_until(next_bookmark), if opts.bookmarks => {
+            _ = tokio::time::sleep_until(next_bookmark), if bookmarks => {
                 let rv = api.store.current_rv().max(last_rv);
                 let bm = json!({"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version(),
                     "metadata": {"resourceVersion": rv.to_string(), "creationTimestamp": null}}});
                 if tx.send(raw_line(&bm)).await.is_err() {
                     return;
                 }
-                next_bookmark = (tokio::time::Instant::now() + bookmark_every).min(deadline);
+                next_bookmark = tokio::time::Instant::now() + bookmark_every;
+                // No bookmark at the very end: the stream just closes.
+                bookmarks = next_bookmark < deadline;
             }
-            _ = tokio::time::sleep_until(deadline) => return,
-            _ = tx.closed() => return,
         }
     }
 }
