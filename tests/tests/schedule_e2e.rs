@@ -234,6 +234,8 @@ async fn every_kind_of_schedule_lands_as_cronjob_configmap_and_rbac() {
         assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"), "{name}");
         assert_eq!(spec.successful_jobs_history_limit, Some(3));
         assert_eq!(spec.failed_jobs_history_limit, Some(3));
+        let job_spec = spec.job_template.spec.clone().expect("job spec");
+        assert!(job_spec.pod_failure_policy.is_some(), "{name}");
         let labels = cj.metadata.labels.clone().expect("labels");
         assert_eq!(labels["kubectl-backup.dev/schedule-name"], *name);
         let pod = pod_spec(&cj);
@@ -742,6 +744,11 @@ async fn biweekly_runs_skip_while_the_last_backup_is_younger_than_13_days() {
     assert!(next - first_started >= chrono::Duration::days(13), "{next}");
     assert!(next - first_started <= chrono::Duration::days(21), "{next}");
     assert_eq!(next.format("%a %H:%M").to_string(), "Sun 00:00");
+
+    // --delete-backups takes the schedule's backups with it.
+    let text = w.kb_ok(&["schedule", "delete", "fortnightly", "--delete-backups"]);
+    assert!(text.contains("deleted its 1 backup(s)"), "{text}");
+    assert!(w.backups().is_empty());
 }
 
 #[tokio::test]

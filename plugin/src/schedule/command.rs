@@ -1303,6 +1303,83 @@ mod tests {
         assert_ne!(manual_job_name("a"), manual_job_name("a"));
     }
 
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn weekly_config() -> (ScheduleConfig, ScheduleSpec) {
+        let spec = ScheduleSpec::from_preset(Preset::Biweekly, None);
+        let config = ScheduleConfig {
+            format_version: objects::CONFIG_FORMAT,
+            name: "fortnightly".to_owned(),
+            preset: spec.preset,
+            cron: spec.cron.as_str().to_owned(),
+            time_zone: None,
+            location: None,
+            prefix: "fortnightly".to_owned(),
+            ttl: "30d".to_owned(),
+            ttl_seconds: 30 * 86_400,
+            backup: BackupOptions::default(),
+            created_at: utc("2026-11-01T00:00:00Z"),
+        };
+        (config, spec)
+    }
+
+    fn cron_job_with(suspend: bool, last_schedule: Option<&str>) -> CronJob {
+        serde_json::from_value(json!({
+            "metadata": { "name": "schedule-fortnightly" },
+            "spec": { "schedule": "0 0 * * 0", "suspend": suspend, "jobTemplate": {} },
+            "status": { "lastScheduleTime": last_schedule },
+        }))
+        .expect("cron job")
+    }
+
+    #[test]
+    fn status_merges_the_runs_record_with_the_cron_jobs() {
+        let (config, spec) = weekly_config();
+        let now = utc("2026-11-21T15:00:00Z");
+        // Never ran.
+        let s = ScheduleStatus::new(&config, &spec, Some(&cron_job_with(false, None)), None, now);
+        assert_eq!((s.last_run, s.last_result.clone()), (None, None));
+        assert_eq!(s.next_run, Some(utc("2026-11-22T00:00:00Z")));
+        assert!(!s.paused && !s.cron_job_missing);
+        assert_eq!(s.ttl, "30d");
+
+        // A run that recorded itself; biweekly's next backup is two weeks on.
+        let record = LastRun {
+            time: utc("2026-11-15T00:00:02Z"),
+            result: "Completed".to_owned(),
+            backup: Some("fortnightly-20261115000002".to_owned()),
+            message: None,
+            last_success: Some(utc("2026-11-15T00:00:02Z")),
+        };
+        let cj = cron_job_with(false, Some("2026-11-15T00:00:00Z"));
+        let s = ScheduleStatus::new(&config, &spec, Some(&cj), Some(record.clone()), now);
+        assert_eq!(s.last_run, Some(record.time));
+        assert_eq!(s.last_result.as_deref(), Some("Completed"));
+        assert_eq!(s.last_backup, record.backup);
+        assert_eq!(s.next_run, Some(utc("2026-11-29T00:00:00Z")));
+
+        // The controller started a later run that left no record (it died).
+        let cj = cron_job_with(false, Some("2026-11-22T00:00:00Z"));
+        let s = ScheduleStatus::new(&config, &spec, Some(&cj), Some(record.clone()), now);
+        assert_eq!(s.last_run, Some(utc("2026-11-22T00:00:00Z")));
+        assert_eq!(
+            s.last_result.as_deref(),
+            Some("Unknown (no record from the run)")
+        );
+
+        // Paused, or the CronJob gone: no next run.
+        let s = ScheduleStatus::new(&config, &spec, Some(&cron_job_with(true, None)), None, now);
+        assert!(s.paused);
+        assert_eq!(s.next_run, None);
+        let s = ScheduleStatus::new(&config, &spec, None, Some(record), now);
+        assert!(s.cron_job_missing);
+        assert_eq!(s.next_run, None);
+    }
+
     #[test]
     fn stuck_pods_say_why() {
         let pod: Pod = serde_json::from_value(json!({

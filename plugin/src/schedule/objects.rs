@@ -298,6 +298,18 @@ pub fn cron_job(
                         // Retrying a failed backup once covers transient API or
                         // network failures; more would pile up partial uploads.
                         "backoffLimit": 1,
+                        // ...but a retry cannot fix a usage error (2: the schedule's
+                        // options are wrong) or a PartiallyFailed backup (3: it
+                        // finished, with named items failing); it would only take a
+                        // second backup. Fail the Job at once for those.
+                        "podFailurePolicy": { "rules": [{
+                            "action": "FailJob",
+                            "onExitCodes": {
+                                "containerName": "backup",
+                                "operator": "In",
+                                "values": [crate::exit::USAGE, crate::exit::PARTIAL],
+                            },
+                        }]},
                         "template": {
                             "metadata": { "labels": labels },
                             "spec": {
@@ -553,12 +565,16 @@ mod tests {
         assert_eq!(s.concurrency_policy.as_deref(), Some("Forbid"));
         assert_eq!(s.successful_jobs_history_limit, Some(3));
         assert_eq!(s.failed_jobs_history_limit, Some(3));
-        let pod = s
-            .job_template
-            .spec
-            .as_ref()
-            .and_then(|j| j.template.spec.as_ref())
-            .expect("pod spec");
+        let job = s.job_template.spec.as_ref().expect("job spec");
+        assert_eq!(job.backoff_limit, Some(1));
+        let rule = &job.pod_failure_policy.as_ref().expect("policy").rules[0];
+        assert_eq!(rule.action, "FailJob");
+        assert_eq!(
+            rule.on_exit_codes.as_ref().map(|c| c.values.clone()),
+            Some(vec![2, 3]),
+            "usage errors and PartiallyFailed are not retried"
+        );
+        let pod = job.template.spec.as_ref().expect("pod spec");
         assert_eq!(pod.service_account_name.as_deref(), Some(SERVICE_ACCOUNT));
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         let c = &pod.containers[0];
