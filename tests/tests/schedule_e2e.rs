@@ -374,7 +374,7 @@ async fn every_kind_of_schedule_lands_as_cronjob_configmap_and_rbac() {
 
     // A second schedule of the same name is refused.
     let out = w.kb(&["schedule", "create", "weekly", "--preset", "monthly"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("already exists"));
     assert_eq!(
         w.cron_job("weekly")
@@ -384,6 +384,16 @@ async fn every_kind_of_schedule_lands_as_cronjob_configmap_and_rbac() {
             .expect("spec")
             .schedule,
         "0 0 * * 0"
+    );
+
+    // An unknown schedule is named, with the ones that exist.
+    let out = w.kb(&["schedule", "describe", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("schedule \"nope\" not found"));
+    assert!(
+        stderr(&out).contains("bimonthly, biweekly, custom"),
+        "{}",
+        stderr(&out)
     );
 
     // delete removes CronJob and ConfigMap, says the backups stay; the last

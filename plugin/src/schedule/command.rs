@@ -27,6 +27,66 @@ use crate::{Outcome, UsageError};
 /// Field manager for the server-side applies of the shared RBAC objects.
 const FIELD_MANAGER: &str = "kubectl-backup";
 
+/// What the schedule commands report besides cluster and usage errors
+/// (exit code 1, as kubectl's NotFound and AlreadyExists).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No schedule of that name.
+    #[error("schedule {name:?} not found in namespace {namespace} ({known})")]
+    NotFound {
+        /// The name asked for.
+        name: String,
+        /// The tool namespace.
+        namespace: String,
+        /// The schedules that do exist, in words.
+        known: String,
+    },
+    /// A schedule of that name exists: never overwritten.
+    #[error(
+        "schedule {name:?} already exists in namespace {namespace}: delete it first or choose another name"
+    )]
+    AlreadyExists {
+        /// The name.
+        name: String,
+        /// The tool namespace.
+        namespace: String,
+    },
+    /// The ConfigMap is there but its CronJob is not.
+    #[error("the CronJob of schedule {name:?} is missing; delete and recreate the schedule")]
+    CronJobMissing {
+        /// The schedule.
+        name: String,
+    },
+    /// The Job of `schedule run` failed.
+    #[error("job {job} failed: {reason}; see 'kubectl -n {namespace} logs job/{job}'")]
+    JobFailed {
+        /// The Job.
+        job: String,
+        /// The tool namespace.
+        namespace: String,
+        /// The Job's Failed condition.
+        reason: String,
+    },
+    /// The Job of `schedule run` did not finish in time.
+    #[error(
+        "job {job} did not finish within {timeout}: it is still {state} ({why}). It stays in the \
+         cluster: watch it with 'kubectl -n {namespace} get job {job}', or delete it with \
+         'kubectl -n {namespace} delete job {job}'"
+    )]
+    JobTimeout {
+        /// The Job.
+        job: String,
+        /// The tool namespace.
+        namespace: String,
+        /// The timeout, as humantime prints it.
+        timeout: String,
+        /// The Job's state.
+        state: String,
+        /// The pod's state, or that there is none.
+        why: String,
+    },
+}
+
 /// The presets and the cron syntax, shown under `schedule --help` and
 /// `schedule create --help`.
 const PRESETS_HELP: &str = "\
@@ -295,9 +355,11 @@ async fn get_config_map(client: &Client, ns: &str, name: &str) -> anyhow::Result
             } else {
                 format!("schedules: {}", names.join(", "))
             };
-            Err(UsageError(format!(
-                "schedule {name:?} not found in namespace {ns} ({known})"
-            ))
+            Err(Error::NotFound {
+                name: name.to_owned(),
+                namespace: ns.to_owned(),
+                known,
+            }
             .into())
         }
     }
@@ -372,10 +434,10 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
     match cms.create(&PostParams::default(), &cm).await {
         Ok(_) => {}
         Err(e) if is_status(&e, 409) => {
-            return Err(UsageError(format!(
-                "schedule {:?} already exists in namespace {ns}: delete it first or choose another name",
-                args.name
-            ))
+            return Err(Error::AlreadyExists {
+                name: args.name.clone(),
+                namespace: ns.to_owned(),
+            }
             .into());
         }
         Err(e) => return Err(e).context("creating the schedule's ConfigMap"),
@@ -996,11 +1058,8 @@ async fn run_now(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<Outcome> 
     let cron_job = cron_jobs
         .get_opt(&objects::object_name(&args.name))
         .await?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "the CronJob of schedule {:?} is missing; delete and recreate the schedule",
-                args.name
-            )
+        .ok_or_else(|| Error::CronJobMissing {
+            name: args.name.clone(),
         })?;
     let job = objects::manual_job(&cron_job, &manual_job_name(&args.name))?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
@@ -1051,9 +1110,12 @@ async fn follow_job(
                 eprintln!("job {job_name} completed");
                 Ok(Outcome::Success)
             } else {
-                Err(anyhow::anyhow!(
-                    "job {job_name} {state}; see 'kubectl -n {ns} logs job/{job_name}'"
-                ))
+                Err(Error::JobFailed {
+                    job: job_name.to_owned(),
+                    namespace: ns.to_owned(),
+                    reason: state.trim_start_matches("Failed: ").to_owned(),
+                }
+                .into())
             };
         }
         let report = match &pod_state {
@@ -1074,12 +1136,14 @@ async fn follow_job(
         }
         if started.elapsed() >= timeout {
             let why = pod_state.unwrap_or_else(|| "no pod was ever created".to_owned());
-            return Err(anyhow::anyhow!(
-                "job {job_name} did not finish within {}: it is still {state} ({why}). It stays in the \
-                 cluster: watch it with 'kubectl -n {ns} get job {job_name}', or delete it with \
-                 'kubectl -n {ns} delete job {job_name}'",
-                humantime::format_duration(timeout)
-            ));
+            return Err(Error::JobTimeout {
+                job: job_name.to_owned(),
+                namespace: ns.to_owned(),
+                timeout: humantime::format_duration(timeout).to_string(),
+                state,
+                why,
+            }
+            .into());
         }
         tokio::time::sleep(StdDuration::from_secs(2).min(timeout)).await;
     }

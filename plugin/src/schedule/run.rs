@@ -17,15 +17,16 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
+use super::command;
 use super::objects::{self, LastRun};
 use super::produced;
 use super::spec::{Preset, RunDecision, two_week_rule};
+use crate::Outcome;
 use crate::archive::{self, Phase};
 use crate::backup::run::BackupRequest;
 use crate::backup::{self, catalog, naming};
 use crate::cli::GlobalArgs;
 use crate::output::OutputFormat;
-use crate::{Outcome, UsageError};
 
 /// How long a scheduled run waits for each volume snapshot (as `create`'s default).
 const SNAPSHOT_TIMEOUT: StdDuration = StdDuration::from_secs(600);
@@ -43,10 +44,10 @@ pub async fn run_scheduled(
         .get_opt(&objects::object_name(name))
         .await
         .with_context(|| format!("reading schedule {name:?} from namespace {ns}"))?
-        .ok_or_else(|| {
-            UsageError(format!(
-                "schedule {name:?} not found in namespace {ns} (see 'kubectl backup schedule list')"
-            ))
+        .ok_or_else(|| command::Error::NotFound {
+            name: name.to_owned(),
+            namespace: ns.to_owned(),
+            known: "see 'kubectl backup schedule list'".to_owned(),
         })?;
     let config = objects::read_config(&cm)?;
     let spec = config.spec()?;
