@@ -70,9 +70,6 @@ pub enum Command {
     /// Print the plugin version, and the cluster's when one is reachable.
     Version(crate::version::VersionArgs),
 
-    /// Scheduled backups: a CronJob in the cluster that backs up on a preset or cron schedule.
-    Schedule(crate::schedule::ScheduleArgs),
-
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     #[command(
         long_about = "Print a shell completion script.\n\nbash:  source <(kubectl backup completion bash)\n\
@@ -83,6 +80,9 @@ fish:  kubectl backup completion fish | source"
 
     #[command(flatten)]
     Backup(crate::backup::BackupCommand),
+
+    /// Scheduled backups: a CronJob in the cluster that backs up on a preset or cron schedule.
+    Schedule(crate::schedule::ScheduleArgs),
 }
 
 /// Arguments of `completion`.
