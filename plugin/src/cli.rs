@@ -70,6 +70,9 @@ pub enum Command {
     /// Print the plugin version, and the cluster's when one is reachable.
     Version(crate::version::VersionArgs),
 
+    /// Manage backup locations: S3, MinIO, GCS, Azure Blob or a local folder.
+    Location(crate::location::command::LocationArgs),
+
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     #[command(
         long_about = "Print a shell completion script.\n\nbash:  source <(kubectl backup completion bash)\n\

@@ -143,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Version(args) => version::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
+        Command::Location(args) => location::command::run(&global, args).await,
         Command::Schedule(args) => schedule::run(&global, args).await,
         Command::Backup(command) => backup::commands::run(&global, command).await,
     }

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod emulator;
+pub mod krew;
 pub mod servers;
 
 use std::path::PathBuf;

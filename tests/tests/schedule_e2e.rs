@@ -806,3 +806,44 @@ async fn schedule_run_starts_a_job_and_says_when_it_cannot_finish() {
         w.tool_ns.name()
     )));
 }
+
+#[tokio::test]
+async fn without_location_the_default_named_location_is_pinned_and_used_in_the_pod() {
+    let w = World::new().await;
+    let workload = w.cluster.temp_namespace("kb-lab").await.expect("ns");
+    let folder = w.dir.path().join("lab");
+    w.kb_ok(&[
+        "location",
+        "add",
+        "lab",
+        "--provider",
+        "fs",
+        "--path",
+        &folder.display().to_string(),
+        "--default",
+    ]);
+    w.kb_ok(&[
+        "schedule",
+        "create",
+        "weekly-lab",
+        "--preset",
+        "weekly",
+        "--include-namespaces",
+        workload.name(),
+    ]);
+    // The default location is pinned by name, so changing the default later
+    // does not move the schedule.
+    assert_eq!(w.stored_config("weekly-lab").await["location"], "lab");
+
+    // In the pod the name is resolved through the API with the pod's credentials.
+    let env = pod_env(&w).await;
+    let out = run_as_cron_job(&w, "weekly-lab", &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let backups: Vec<String> = std::fs::read_dir(folder.join("backups"))
+        .expect("backups in the named location's folder")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert!(is_timestamped(&backups[0], "weekly-lab"), "{backups:?}");
+}

@@ -409,13 +409,23 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
     let ttl = backup::naming::parse_ttl(&args.ttl).map_err(backup::Error::into_anyhow)?;
     let ns = global.tool_namespace.as_str();
 
+    let client = client(global).await?;
+    // Without --location, pin the cluster's current default location by name,
+    // so changing the default later does not silently move this schedule.
+    let location = match &args.location {
+        Some(l) => Some(l.clone()),
+        None => crate::location::catalog::default_location(&client, ns)
+            .await
+            .context("looking up the default location")?
+            .map(|l| l.name),
+    };
     let config = ScheduleConfig {
         format_version: objects::CONFIG_FORMAT,
         name: args.name.clone(),
         preset: spec.preset,
         cron: spec.cron.as_str().to_owned(),
         time_zone: spec.time_zone.map(|tz| tz.name().to_owned()),
-        location: args.location.clone(),
+        location,
         prefix,
         ttl: args.ttl.clone(),
         ttl_seconds: ttl.as_secs(),
@@ -423,8 +433,7 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
         created_at: Utc::now(),
     };
     // Check the location can be opened before anything lands in the cluster.
-    let client = client(global).await?;
-    produced::open_location(global, config.location.as_deref()).await?;
+    let store = produced::open_location(global, config.location.as_deref()).await?;
 
     ensure_namespace(&client, ns).await?;
     apply_shared_rbac(&client, ns).await?;
@@ -479,11 +488,7 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
             config.location.as_deref().unwrap_or("the default location"),
             config.ttl
         ));
-        if config
-            .location
-            .as_deref()
-            .is_none_or(|l| l.starts_with("file://"))
-        {
+        if store.name().starts_with("file://") {
             text.push_str(
                 "warning: a local-folder location is a folder inside the CronJob's pod and is lost when \
                  the pod ends; use an object-store location for scheduled backups\n",

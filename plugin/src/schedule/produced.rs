@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::objects::ScheduleConfig;
 use super::spec;
 use crate::archive::Phase;
-use crate::backup::{self, catalog, catalog::CatalogEntry, commands::LocationArg};
+use crate::backup::{self, catalog, catalog::CatalogEntry};
 use crate::cli::GlobalArgs;
 use crate::location::Store;
 
@@ -53,17 +53,14 @@ impl ProducedBackup {
 }
 
 /// Open the location a schedule writes to, as `kubectl backup create
-/// --location` would: a configured location's name, a URL, or with none the
-/// default location.
+/// --location` would: a location's name (its Secret in the tool namespace),
+/// a URL, or with none the cluster's default location (else the local folder).
 pub async fn open_location(global: &GlobalArgs, location: Option<&str>) -> Result<Store> {
-    let arg = LocationArg {
-        location: location.map(str::to_owned),
-    };
-    backup::commands::open_location(global, &arg)
+    crate::location::resolve(global, location)
         .await
         .map_err(|source| Error::Location {
             location: location.unwrap_or("default").to_owned(),
-            source,
+            source: source.into(),
         })
 }
 

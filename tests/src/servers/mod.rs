@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 pub use azurite::AzuriteServer;
 pub use gcs::GcsServer;
-pub use s3::{S3Credentials, S3Role, S3Server};
+pub use s3::{S3_REGION, S3Credentials, S3Role, S3Server};
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -183,6 +183,110 @@ pub(crate) fn xml_text(xml: &str, tag: &str) -> Option<String> {
 /// the first TLS-capable client is built. Safe to call more than once.
 pub(crate) fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A TLS-terminating TCP proxy in front of a plain-HTTP test server, with a
+/// certificate for `127.0.0.1`/`localhost` signed by a CA generated for it:
+/// the way to test custom CA certificates (MinIO behind a private CA) and
+/// their failure (a client trusting another CA). Runs on the current tokio
+/// runtime; stops when dropped.
+pub struct TlsProxy {
+    port: u16,
+    ca_pem: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsProxy {
+    /// Listen on a free port and forward every connection, decrypted, to
+    /// 127.0.0.1:`target_port`.
+    pub async fn start(target_port: u16) -> TlsProxy {
+        install_crypto_provider();
+        let ca_key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("CA key: {e}"));
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap_or_else(|e| panic!("CA params: {e}"));
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kubectl-backup test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)
+            .unwrap_or_else(|e| panic!("CA certificate: {e}"));
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("server key: {e}"));
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .unwrap_or_else(|e| panic!("server params: {e}"));
+        let cert = params
+            .signed_by(&key, &ca)
+            .unwrap_or_else(|e| panic!("server certificate: {e}"));
+        let chain = vec![cert.der().clone(), ca.der().clone()];
+        let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(
+            rustls_pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+        );
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key_der)
+            .unwrap_or_else(|e| panic!("TLS server config: {e}"));
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind TLS proxy: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("TLS proxy address: {e}"))
+            .port();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A client that refuses our certificate ends here: fine.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut upstream) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                });
+            }
+        });
+        TlsProxy {
+            port,
+            ca_pem: ca.pem(),
+            task,
+        }
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The PEM of the CA that signed the proxy's certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The PEM of a CA that signed nothing here: trusting only it must fail.
+    pub fn unrelated_ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("key: {e}"));
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap_or_else(|e| panic!("params: {e}"));
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "some other CA");
+        params
+            .self_signed(&key)
+            .unwrap_or_else(|e| panic!("certificate: {e}"))
+            .pem()
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 #[cfg(test)]

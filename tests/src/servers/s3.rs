@@ -5,7 +5,8 @@
 //! `sts:ExternalId`, then lets moto enforce signatures and trust conditions
 //! (`INITIAL_NO_AUTH_ACTION_COUNT`): a wrong secret key is refused with
 //! `SignatureDoesNotMatch`, a wrong external id with `AccessDenied`. moto
-//! answers STS and IAM on the same port as S3.
+//! answers STS and IAM on the same port as S3. In that mode moto runs with a
+//! fix for its signature check of query strings (see [`MOTO_WITH_QUERY_FIX`]).
 
 use std::process::Command;
 use std::time::Duration;
@@ -229,14 +230,47 @@ impl S3Server {
     }
 }
 
-/// Start `moto_server` on a free port, optionally enforcing authentication
-/// after `no_auth_calls` requests.
+/// moto's own server entry point, with one bug fixed: when it checks a
+/// signature it rebuilds the request from the *decoded* URL, so any query
+/// value containing '/' (every S3 listing under a prefix) fails with
+/// SignatureDoesNotMatch, for boto3 as for object_store. This re-encodes the
+/// query the way SigV4 does (RFC 3986 unreserved characters only) for the
+/// check and nothing else; wrong keys and external ids are still refused.
+const MOTO_WITH_QUERY_FIX: &str = r#"
+import sys
+from urllib.parse import urlsplit, urlunsplit, parse_qsl, quote
+from moto.core.authorization import ActionAuthenticatorMixin
+_check = ActionAuthenticatorMixin._authenticate_and_authorize_action
+def _check_with_encoded_query(self, *args, **kwargs):
+    uri = self.uri
+    parts = urlsplit(uri)
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        query = "&".join(quote(k, safe="-_.~") + "=" + quote(v, safe="-_.~") for k, v in pairs)
+        self.uri = urlunsplit(parts._replace(query=query))
+    try:
+        return _check(self, *args, **kwargs)
+    finally:
+        self.uri = uri
+ActionAuthenticatorMixin._authenticate_and_authorize_action = _check_with_encoded_query
+from moto.server import main
+main(sys.argv[1:])
+"#;
+
+/// Start moto on a free port, optionally enforcing authentication after
+/// `no_auth_calls` requests (then through [`MOTO_WITH_QUERY_FIX`]).
 fn spawn_moto(no_auth_calls: Option<u32>) -> (ChildGuard, TempDir, u16) {
     super::install_crypto_provider();
     let program = require_program("moto_server", INSTALL_HINT);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
     let port = free_port();
-    let mut command = Command::new(program);
+    let mut command = if no_auth_calls.is_some() {
+        let mut python = Command::new(require_program("python3", INSTALL_HINT));
+        python.args(["-c", MOTO_WITH_QUERY_FIX]);
+        python
+    } else {
+        Command::new(program)
+    };
     command
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .current_dir(dir.path())
