@@ -139,7 +139,8 @@ pub struct CreateArgs {
     /// Name of the schedule (a DNS-1123 label, at most 43 characters).
     pub name: String,
 
-    /// Backup location (a configured location's name, or a URL); default: the default location.
+    /// Backup location (a location's name, or a URL); default: the cluster's default location,
+    /// pinned by name.
     #[arg(long, value_name = "LOCATION")]
     pub location: Option<String>,
 
