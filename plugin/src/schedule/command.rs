@@ -473,9 +473,10 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
             spec.cron
         );
         match spec.preset {
-            Some(Preset::Never) => text.push_str(
-                "it never runs by itself: start a run with 'kubectl backup schedule run NAME'\n",
-            ),
+            Some(Preset::Never) => text.push_str(&format!(
+                "it never runs by itself: start a run with 'kubectl backup schedule run {}'\n",
+                config.name
+            )),
             _ => text.push_str(&format!("next run: {}\n", format_time(status.next_run))),
         }
         if spec.preset == Some(Preset::Biweekly) {
@@ -489,13 +490,14 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
             config.location.as_deref().unwrap_or("the default location"),
             config.ttl
         ));
-        if store.name().starts_with("file://") {
-            text.push_str(
-                "warning: a local-folder location is a folder inside the CronJob's pod and is lost when \
-                 the pod ends; use an object-store location for scheduled backups\n",
-            );
-        }
         write_stdout(&text)?;
+    }
+    if store.name().starts_with("file://") {
+        eprintln!(
+            "warning: {} is a local folder: in the CronJob's pod that is a folder inside the pod, lost \
+             when the pod ends; use an object-store location for scheduled backups",
+            store.name()
+        );
     }
     Ok(Outcome::Success)
 }
