@@ -1453,6 +1453,43 @@ mod tests {
     }
 
     #[test]
+    fn describe_says_which_run_removes_each_backup() {
+        let (config, spec) = weekly_config();
+        let now = utc("2026-11-21T15:00:00Z");
+        let backup = ProducedBackup {
+            name: "fortnightly-20261115000002".to_owned(),
+            phase: "Completed".to_owned(),
+            started_at: utc("2026-11-15T00:00:02Z"),
+            expires_at: Some(utc("2026-12-15T00:00:02Z")),
+        };
+        let describe = |paused: bool| {
+            let cj = cron_job_with(paused, None);
+            let d = Description {
+                status: ScheduleStatus::new(&config, &spec, Some(&cj), None, now),
+                upcoming_runs: Vec::new(),
+                jobs: Vec::new(),
+                backups: vec![backup.clone()],
+                backups_error: None,
+            };
+            render_description(&d, &spec)
+        };
+        let text = describe(false);
+        assert!(text.contains("Two-week rule:"), "{text}");
+        // Expires Tuesday 12-15; the weekly run of Sunday 12-20 prunes it (even
+        // if the two-week rule skips that run's backup).
+        assert!(
+            text.contains("2026-12-15 00:00 UTC (removed by the run of 2026-12-20 00:00 UTC)"),
+            "{text}"
+        );
+        let text = describe(true);
+        assert!(text.contains("Paused:             yes"), "{text}");
+        assert!(
+            text.contains("(removed by 'kubectl backup prune')"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn stuck_pods_say_why() {
         let pod: Pod = serde_json::from_value(json!({
             "metadata": { "name": "p1" },
