@@ -91,6 +91,9 @@ fish:  kubectl backup completion fish | source"
     Backup(crate::backup::BackupCommand),
     /// etcd snapshots: take, list, verify, prune, schedule and restore them.
     Etcd(crate::etcd::EtcdArgs),
+
+    /// Scheduled backups: a CronJob in the cluster that backs up on a preset or cron schedule.
+    Schedule(crate::schedule::ScheduleArgs),
 }
 
 /// Arguments of `completion`.

@@ -46,9 +46,14 @@ pub async fn load_config(
         None if context.is_some() => Config::from_kubeconfig(&options)
             .await
             .context("cannot load the kubeconfig context")?,
-        None => Config::infer().await.context(
-            "no cluster configured: pass --kubeconfig, set KUBECONFIG, or run inside a cluster",
-        )?,
+        // `$KUBECTL_BACKUP_SERVICEACCOUNT_DIR` moves the in-cluster credentials
+        // (see `schedule::incluster`); kubeconfigs still win, as with infer().
+        None => match crate::schedule::incluster::from_env_override().await? {
+            Some(config) => config,
+            None => Config::infer().await.context(
+                "no cluster configured: pass --kubeconfig, set KUBECONFIG, or run inside a cluster",
+            )?,
+        },
     };
     Ok(config)
 }

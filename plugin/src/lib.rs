@@ -13,6 +13,7 @@ pub mod location;
 pub mod output;
 pub mod progress;
 pub mod restore;
+pub mod schedule;
 pub mod version;
 pub mod webhook;
 
@@ -149,6 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Etcd(args) => etcd::run(&global, args).await,
         Command::Location(args) => location::command::run(&global, args).await,
         Command::Webhook(args) => webhook::run(&global, args).await,
+        Command::Schedule(args) => schedule::run(&global, args).await,
         Command::Backup(command) => backup::commands::run(&global, command).await,
     }
 }

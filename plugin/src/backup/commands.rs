@@ -63,9 +63,17 @@ pub struct CreateArgs {
     #[arg(
         value_name = "NAME",
         conflicts_with = "prefix",
-        required_unless_present = "prefix"
+        required_unless_present_any = ["prefix", "from_schedule"]
     )]
     pub name: Option<String>,
+
+    /// Take the backup schedule SCHEDULE describes, as its CronJob does: options from the
+    /// schedule's ConfigMap, named <prefix>-<UTC timestamp>, then prune expired backups.
+    #[arg(long, value_name = "SCHEDULE", conflicts_with_all = [
+        "name", "prefix", "location", "include_namespaces", "exclude_namespaces",
+        "include_resources", "exclude_resources", "selector", "include_all_disks",
+    ])]
+    pub from_schedule: Option<String>,
 
     /// Name the backup <PREFIX>-<UTC yyyymmddhhmmss>.
     #[arg(long, value_name = "PREFIX")]
@@ -247,6 +255,9 @@ pub async fn run(global: &GlobalArgs, command: BackupCommand) -> anyhow::Result<
 // === create ===
 
 async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome> {
+    if let Some(schedule) = &args.from_schedule {
+        return crate::schedule::run_scheduled(global, schedule, args.output).await;
+    }
     let name = match (&args.name, &args.prefix) {
         (Some(n), _) => {
             validate_name(n).map_err(Error::into_anyhow)?;
