@@ -67,14 +67,28 @@ pub struct GlobalArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the plugin version, and the cluster's when one is reachable.
-    Version(crate::version::VersionArgs),
+    // Order matters: it is the order of `kubectl backup --help`, the backup
+    // verbs first, as a user reaches for them.
+    #[command(flatten)]
+    Backup(crate::backup::BackupCommand),
 
     /// Restore a backup into the same or another cluster; list and describe restores.
     Restore(crate::restore::RestoreArgs),
 
+    /// Scheduled backups: a CronJob in the cluster that backs up on a preset or cron schedule.
+    Schedule(crate::schedule::ScheduleArgs),
+
     /// Manage backup locations: S3, MinIO, GCS, Azure Blob or a local folder.
     Location(crate::location::command::LocationArgs),
+
+    /// etcd snapshots: take, list, verify, prune, schedule and restore them.
+    Etcd(crate::etcd::EtcdArgs),
+
+    /// Install, inspect or remove the admission webhook that makes restores land safely.
+    Webhook(crate::webhook::WebhookArgs),
+
+    /// Print the plugin version, and the cluster's when one is reachable.
+    Version(crate::version::VersionArgs),
 
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     #[command(
@@ -83,17 +97,6 @@ zsh:   kubectl backup completion zsh > \"${fpath[1]}/_kubectl-backup\"\n\
 fish:  kubectl backup completion fish | source"
     )]
     Completion(CompletionArgs),
-
-    /// Install, inspect or remove the admission webhook that makes restores land safely.
-    Webhook(crate::webhook::WebhookArgs),
-
-    #[command(flatten)]
-    Backup(crate::backup::BackupCommand),
-    /// etcd snapshots: take, list, verify, prune, schedule and restore them.
-    Etcd(crate::etcd::EtcdArgs),
-
-    /// Scheduled backups: a CronJob in the cluster that backs up on a preset or cron schedule.
-    Schedule(crate::schedule::ScheduleArgs),
 }
 
 /// Arguments of `completion`.
