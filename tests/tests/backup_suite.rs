@@ -1254,6 +1254,17 @@ async fn ctrl_c_marks_the_backup_failed() {
     assert!(err.contains("Failed"), "{err}");
     let err = ctx.fails(&["download", "cut-1", "-o", "/dev/null"], 1);
     assert!(err.contains("no complete archive"), "{err}");
+    let left = get(
+        &client,
+        &format!("{SNAP}/namespaces/{}/volumesnapshots", ns.name()),
+    )
+    .await
+    .expect("list");
+    assert_eq!(
+        left["items"].as_array().map(Vec::len),
+        Some(0),
+        "the failed backup's VolumeSnapshot is removed: {left}"
+    );
 
     delete(&client, &format!("{SNAP}/volumesnapshotclasses/{class}")).await;
     for pvc in ["data", "scratch"] {
