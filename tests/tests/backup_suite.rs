@@ -654,6 +654,25 @@ async fn suite_with(ctx: Ctx) {
         "{daily}"
     );
 
+    // --- --wait=false returns at once; the backup finishes in the background.
+    let out = ctx.ok(&["create", "bg-1", "--include-namespaces", &b, "--wait=false"]);
+    assert!(out.contains("background"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = list_names(&ctx);
+        if listed
+            .get("bg-1")
+            .is_some_and(|r| r["status"] == "Completed")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the background backup did not complete: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     // --- list: Palette's columns, and JSON for scripts.
     let table = ctx.ok(&["list"]);
     let header = table.lines().next().expect("header");
