@@ -654,6 +654,25 @@ async fn suite_with(ctx: Ctx) {
         "{daily}"
     );
 
+    // --- --wait=false returns at once; the backup finishes in the background.
+    let out = ctx.ok(&["create", "bg-1", "--include-namespaces", &b, "--wait=false"]);
+    assert!(out.contains("background"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = list_names(&ctx);
+        if listed
+            .get("bg-1")
+            .is_some_and(|r| r["status"] == "Completed")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the background backup did not complete: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     // --- list: Palette's columns, and JSON for scripts.
     let table = ctx.ok(&["list"]);
     let header = table.lines().next().expect("header");
@@ -1254,6 +1273,17 @@ async fn ctrl_c_marks_the_backup_failed() {
     assert!(err.contains("Failed"), "{err}");
     let err = ctx.fails(&["download", "cut-1", "-o", "/dev/null"], 1);
     assert!(err.contains("no complete archive"), "{err}");
+    let left = get(
+        &client,
+        &format!("{SNAP}/namespaces/{}/volumesnapshots", ns.name()),
+    )
+    .await
+    .expect("list");
+    assert_eq!(
+        left["items"].as_array().map(Vec::len),
+        Some(0),
+        "the failed backup's VolumeSnapshot is removed: {left}"
+    );
 
     delete(&client, &format!("{SNAP}/volumesnapshotclasses/{class}")).await;
     for pvc in ["data", "scratch"] {

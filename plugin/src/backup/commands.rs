@@ -275,6 +275,8 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
             anyhow::Error::new(crate::UsageError(format!("invalid selector {sel:?}: {m}")))
         })?;
     }
+    super::select::NamespaceFilter::new(&args.include_namespaces, &args.exclude_namespaces)
+        .map_err(|m| anyhow::Error::new(crate::UsageError(m)))?;
     if !args.wait {
         return start_in_background(&args, &name);
     }
@@ -293,30 +295,11 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
 /// child and return. The name is fixed here so the user can follow it.
 fn start_in_background(args: &CreateArgs, name: &str) -> anyhow::Result<Outcome> {
     let exe = std::env::current_exe().context("cannot find the kubectl-backup executable")?;
-    let mut argv: Vec<String> = std::env::args().skip(1).collect();
-    // Replace the positional name / --prefix with the fixed name and force --wait.
-    argv.retain(|a| !a.starts_with("--wait"));
-    if let Some(prefix) = &args.prefix {
-        let mut out = Vec::new();
-        let mut skip = false;
-        for a in argv {
-            if skip {
-                skip = false;
-                continue;
-            }
-            if a == "--prefix" {
-                skip = true;
-                continue;
-            }
-            if a == format!("--prefix={prefix}") {
-                continue;
-            }
-            out.push(a);
-        }
-        argv = out;
-        argv.push(name.to_owned());
-    }
-    argv.push("--wait=true".to_owned());
+    let argv = background_argv(
+        std::env::args().skip(1).collect(),
+        args.prefix.is_some(),
+        name,
+    );
     std::process::Command::new(exe)
         .args(&argv)
         .stdin(std::process::Stdio::null())
@@ -330,6 +313,34 @@ fn start_in_background(args: &CreateArgs, name: &str) -> anyhow::Result<Outcome>
         "Backup {name:?} started in the background. Follow it with `kubectl backup describe {name}`."
     )?;
     Ok(Outcome::Success)
+}
+
+/// The arguments of the background run: the same command line without
+/// `--wait[=…]` and `--prefix` (the name is fixed now), plus `NAME --wait=true`.
+fn background_argv(args: Vec<String>, had_prefix: bool, name: &str) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len() + 2);
+    let mut iter = args.into_iter().peekable();
+    while let Some(a) = iter.next() {
+        if a == "--wait" {
+            if iter.peek().is_some_and(|v| v == "true" || v == "false") {
+                iter.next();
+            }
+            continue;
+        }
+        if a.starts_with("--wait=") || a.starts_with("--prefix=") {
+            continue;
+        }
+        if a == "--prefix" {
+            iter.next();
+            continue;
+        }
+        out.push(a);
+    }
+    if had_prefix {
+        out.push(name.to_owned());
+    }
+    out.push("--wait=true".to_owned());
+    out
 }
 
 /// Take a backup to `store` and report it; callable by schedules
@@ -1065,6 +1076,35 @@ mod tests {
         assert_eq!(
             c.volume_snapshot_class,
             [("ebs.csi.aws.com".to_owned(), "fast".to_owned())]
+        );
+    }
+
+    #[test]
+    fn background_runs_get_a_fixed_name_and_wait() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            background_argv(
+                v(&["create", "--prefix", "n", "--wait", "false", "--ttl", "1d"]),
+                true,
+                "n-1"
+            ),
+            v(&["create", "--ttl", "1d", "n-1", "--wait=true"])
+        );
+        assert_eq!(
+            background_argv(
+                v(&["create", "b1", "--wait=false", "--prefix=x"]),
+                false,
+                "b1"
+            ),
+            v(&["create", "b1", "--wait=true"])
+        );
+        assert_eq!(
+            background_argv(
+                v(&["create", "b1", "--wait", "--include-namespaces", "a"]),
+                false,
+                "b1"
+            ),
+            v(&["create", "b1", "--include-namespaces", "a", "--wait=true"])
         );
     }
 

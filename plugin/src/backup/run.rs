@@ -357,6 +357,21 @@ pub async fn run_backup(
             if let Err(e) = archive::write_manifest(store, &manifest, false).await {
                 tracing::warn!(error = %e, "cannot mark the backup Failed");
             }
+            // Snapshots of a failed backup are never restorable: remove them,
+            // but do not keep a user who pressed Ctrl-C waiting for long.
+            if request.options.include_all_disks {
+                let cleanup = volumes::cleanup_failed(client, &request.name);
+                match tokio::time::timeout(Duration::from_secs(20), cleanup).await {
+                    Ok(problems) => {
+                        for p in problems {
+                            tracing::warn!(problem = %p, "volume snapshot of the failed backup left behind");
+                        }
+                    }
+                    Err(_) => {
+                        tracing::warn!("gave up removing the failed backup's volume snapshots")
+                    }
+                }
+            }
             Err(error)
         }
     }

@@ -509,6 +509,73 @@ pub async fn delete_snapshots(client: &kube::Client, records: &[VolumeRecord]) -
     problems
 }
 
+/// Remove the VolumeSnapshots a failed backup created (found by their
+/// `kubectl-backup.dev/backup-name` label), with their contents: a failed
+/// backup is never restorable, so its snapshots would only cost storage.
+/// Best effort: returns what could not be removed.
+pub async fn cleanup_failed(client: &kube::Client, backup: &str) -> Vec<String> {
+    let selector = format!("{}={backup}", backup_common::LABEL_BACKUP_NAME);
+    let path = format!(
+        "/apis/{SNAPSHOT_API}/volumesnapshots?labelSelector={}",
+        url::form_urlencoded::byte_serialize(selector.as_bytes()).collect::<String>()
+    );
+    let list = match get(client, &path).await {
+        Ok(list) => list,
+        Err(kube::Error::Api(s)) if s.code == 404 => return Vec::new(),
+        Err(e) => {
+            return vec![format!(
+                "cannot list the backup's VolumeSnapshots: {}",
+                describe_kube_error(&e)
+            )];
+        }
+    };
+    let records: Vec<VolumeRecord> = list
+        .get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|vs| {
+            let ns = vs.pointer("/metadata/namespace")?.as_str()?;
+            let name = vs.pointer("/metadata/name")?.as_str()?;
+            let pvc = PvcRef {
+                namespace: ns.to_owned(),
+                name: String::new(),
+                volume_name: None,
+                storage_class: None,
+                size: None,
+            };
+            let mut rec = empty_record(&pvc);
+            rec.volume_snapshot_name = Some(name.to_owned());
+            rec.volume_snapshot_content_name = vs
+                .pointer("/status/boundVolumeSnapshotContentName")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            Some(rec)
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for rec in &records {
+        match &rec.volume_snapshot_content_name {
+            Some(_) => problems.extend(delete_snapshots(client, std::slice::from_ref(rec)).await),
+            None => {
+                let vs = rec.volume_snapshot_name.as_deref().unwrap_or_default();
+                let path = format!(
+                    "/apis/{SNAPSHOT_API}/namespaces/{}/volumesnapshots/{vs}",
+                    rec.namespace
+                );
+                match delete(client, &path).await {
+                    Ok(()) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => {
+                        problems.push(format!("cannot delete {path}: {}", describe_kube_error(&e)))
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
 async fn delete(client: &kube::Client, path: &str) -> Result<(), kube::Error> {
     request_with_retry::<Value, _>(client, || {
         http::Request::delete(path)
