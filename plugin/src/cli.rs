@@ -70,6 +70,9 @@ pub enum Command {
     /// Print the plugin version, and the cluster's when one is reachable.
     Version(crate::version::VersionArgs),
 
+    /// Restore a backup into the same or another cluster; list and describe restores.
+    Restore(crate::restore::RestoreArgs),
+
     /// Manage backup locations: S3, MinIO, GCS, Azure Blob or a local folder.
     Location(crate::location::command::LocationArgs),
 
@@ -86,6 +89,9 @@ fish:  kubectl backup completion fish | source"
 
     /// Scheduled backups: a CronJob in the cluster that backs up on a preset or cron schedule.
     Schedule(crate::schedule::ScheduleArgs),
+
+    /// etcd snapshots: take, list, verify, prune, schedule and restore them.
+    Etcd(crate::etcd::EtcdArgs),
 }
 
 /// Arguments of `completion`.

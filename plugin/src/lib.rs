@@ -8,9 +8,11 @@ pub mod archive;
 pub mod backup;
 pub mod cli;
 pub mod cluster;
+pub mod etcd;
 pub mod location;
 pub mod output;
 pub mod progress;
+pub mod restore;
 pub mod schedule;
 pub mod version;
 
@@ -142,7 +144,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let global = cli.global;
     match cli.command {
         Command::Version(args) => version::run(&global, args).await,
+        Command::Restore(args) => restore::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
+        Command::Etcd(args) => etcd::run(&global, args).await,
         Command::Location(args) => location::command::run(&global, args).await,
         Command::Schedule(args) => schedule::run(&global, args).await,
         Command::Backup(command) => backup::commands::run(&global, command).await,

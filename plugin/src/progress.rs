@@ -69,6 +69,13 @@ impl Progress {
         }
     }
 
+    /// Show a plain message (a stage without counters yet).
+    pub fn message(&self, text: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(text.to_owned());
+        }
+    }
+
     /// Is anything drawn?
     pub fn is_visible(&self) -> bool {
         self.bar.is_some()

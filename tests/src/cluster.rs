@@ -94,6 +94,20 @@ impl TestCluster {
         self.emulator.as_ref().map(Emulator::request_log)
     }
 
+    /// On an emulator, route Service `namespace/name` to `addr` on this machine so that
+    /// webhooks configured with `clientConfig.service` reach a server the test runs
+    /// (see [`Emulator::expose_service`]). Returns false on an external cluster, where
+    /// the webhook must run in the cluster behind its Service.
+    pub fn expose_service(&self, namespace: &str, name: &str, addr: std::net::SocketAddr) -> bool {
+        match &self.emulator {
+            Some(e) => {
+                e.expose_service(namespace, name, addr);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A client for this cluster.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         client_for(&self.kubeconfig).await

@@ -83,6 +83,7 @@ struct Ctx {
     cluster: TestCluster,
     backend: Backend,
     scratch: tempfile::TempDir,
+    tool_namespace: Option<String>,
 }
 
 impl Ctx {
@@ -94,6 +95,7 @@ impl Ctx {
             cluster,
             backend,
             scratch: tempfile::tempdir().expect("tempdir"),
+            tool_namespace: None,
         }
     }
 
@@ -112,6 +114,9 @@ impl Ctx {
             self.scratch.path().join("default-location"),
         );
         cmd.env_remove("KUBECONFIG");
+        if let Some(ns) = &self.tool_namespace {
+            cmd.env("KUBECTL_BACKUP_NAMESPACE", ns);
+        }
         for (k, v) in &self.backend.env {
             cmd.env(k, v);
         }
@@ -428,7 +433,10 @@ fn list_names(ctx: &Ctx) -> BTreeMap<String, Value> {
 // === the suite ===
 
 async fn suite(backend: Backend) {
-    let ctx = Ctx::new(backend).await;
+    suite_with(Ctx::new(backend).await).await;
+}
+
+async fn suite_with(ctx: Ctx) {
     let w = seed(&ctx).await;
     let (a, b) = (w.a.name().to_owned(), w.b.name().to_owned());
     let crd = format!("widgets.{}", w.crd_group);
@@ -767,6 +775,9 @@ async fn suite(backend: Backend) {
     assert!(listed.contains_key("auto-1"));
 
     cleanup(&ctx, &w).await;
+    if let Some(ns) = &ctx.tool_namespace {
+        delete(&ctx.client().await, &format!("/api/v1/namespaces/{ns}")).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -777,6 +788,40 @@ async fn suite_on_a_local_folder() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_on_moto_s3() {
     suite(Backend::s3().await).await;
+}
+
+/// The same suite through a saved location (`location add`): the Secret in
+/// the tool namespace is resolved by name for every command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_on_a_named_s3_location() {
+    let backend = Backend::s3().await;
+    let endpoint = backend
+        .env
+        .iter()
+        .find(|(k, _)| k == "AWS_ENDPOINT")
+        .map(|(_, v)| v.clone())
+        .expect("endpoint");
+    let mut ctx = Ctx::new(backend).await;
+    let tool_ns = format!("kubectl-backup-{}", random(5));
+    ctx.tool_namespace = Some(tool_ns.clone());
+    ctx.ok(&[
+        "location",
+        "add",
+        "team",
+        "--provider",
+        "aws",
+        "--bucket",
+        "backups",
+        "--prefix",
+        "named",
+        "--endpoint",
+        &endpoint,
+        "--force-path-style",
+        "--region",
+        "us-east-1",
+    ]);
+    ctx.backend.location = "team".to_owned();
+    suite_with(ctx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

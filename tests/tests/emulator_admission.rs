@@ -59,7 +59,7 @@ fn answer(path: &str, review: &Value) -> Value {
 }
 
 async fn start_webhook() -> Webhook {
-    let certs = e2e::emulator::tls::generate().expect("certs");
+    let certs = e2e::emulator::tls::generate_with_names(&["hook.webhooks.svc"]).expect("certs");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config.clone());
@@ -533,4 +533,72 @@ async fn webhook_configurations_are_validated() {
             "webhooks[0].admissionReviewVersions"
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_webhooks_reach_an_exposed_local_server() {
+    let wh = start_webhook().await;
+    let cluster = TestCluster::start_emulator().unwrap();
+    let raw = Raw(cluster.client().await.unwrap());
+    let (_, mut v) = configs(&wh, "Fail", wh.port);
+    v["webhooks"][0]["clientConfig"] = json!({
+        "service": {"namespace": "webhooks", "name": "hook", "path": "/validate", "port": 443},
+        "caBundle": STANDARD.encode(&wh.ca_pem)
+    });
+    raw.call(
+        "POST",
+        "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+        Some("application/json"),
+        v,
+    )
+    .await;
+    raw.call(
+        "POST",
+        "/api/v1/namespaces",
+        Some("application/json"),
+        json!({"metadata": {"name": "hooked", "labels": {"webhooks": "on"}}}),
+    )
+    .await;
+    let base = "/api/v1/namespaces/hooked/persistentvolumeclaims";
+
+    // No endpoints yet: the real server's error.
+    let (code, _, body) = raw
+        .call(
+            "POST",
+            base,
+            Some("application/json"),
+            pvc("deny-me", json!({})),
+        )
+        .await;
+    assert_eq!(code, 500);
+    assert_eq!(
+        body["message"],
+        "Internal error occurred: failed calling webhook \"validate.test.example.com\": failed to call webhook: Post \"https://hook.webhooks.svc:443/validate?timeout=5s\": no endpoints available for service \"hook\""
+    );
+
+    assert!(cluster.expose_service("webhooks", "hook", ([127, 0, 0, 1], wh.port).into()));
+    let (code, _, body) = raw
+        .call(
+            "POST",
+            base,
+            Some("application/json"),
+            pvc("deny-me", json!({})),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("admission webhook \"validate.test.example.com\" denied the request")
+    );
+    let (code, _, _) = raw
+        .call(
+            "POST",
+            base,
+            Some("application/json"),
+            pvc("fine", json!({})),
+        )
+        .await;
+    assert_eq!(code, 201);
 }

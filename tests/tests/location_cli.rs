@@ -500,6 +500,29 @@ async fn add_refuses_broken_locations_and_says_why() {
         .map(|l| l["name"].as_str().expect("name"))
         .collect();
     assert_eq!(names, ["az-good", "goodca"]);
+
+    // validate re-checks a saved location and explains the same way.
+    let args = s3("unchecked", endpoint.clone(), "does-not-exist")(&["--skip-validation"]);
+    run(&plugin, args, true).await;
+    let err = plugin
+        .fails(&["location", "validate", "unchecked"], 1)
+        .await;
+    assert!(
+        err.contains("location unchecked cannot be used: the write step failed: bucket missing"),
+        "{err}"
+    );
+    let report = plugin
+        .ok(&["location", "validate", "az-good", "-o", "json"])
+        .await;
+    let report: serde_json::Value = serde_json::from_str(&report).expect("json");
+    assert_eq!(report["location"], "az-good");
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["step"].as_str().expect("step"))
+        .collect();
+    assert_eq!(steps, ["write", "read", "list", "delete"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

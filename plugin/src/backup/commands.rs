@@ -224,17 +224,18 @@ pub struct PruneArgs {
     pub output: OutputFormat,
 }
 
-/// Open the location named on the command line (or the default local folder).
-pub async fn open_location(_global: &GlobalArgs, location: &LocationArg) -> anyhow::Result<Store> {
-    match location.location.as_deref() {
-        None => Ok(crate::location::open_local(
-            &crate::location::default_local_dir(),
-        )?),
-        Some(url) if url.contains("://") => Ok(crate::location::open_url(url)?),
-        Some(name) => Err(anyhow::Error::new(crate::UsageError(format!(
-            "unknown location {name:?}: give a URL (s3://…, gs://…, az://…, file:///…) or the name \
-             of a location added with `kubectl backup location add`"
-        )))),
+/// Open the location named on the command line: a URL, a named location
+/// (from the cluster), or the default (the cluster's default location, else
+/// the local folder).
+pub async fn open_location(global: &GlobalArgs, location: &LocationArg) -> anyhow::Result<Store> {
+    use crate::location::Error as L;
+    match crate::location::resolve(global, location.location.as_deref()).await {
+        Ok(store) => Ok(store),
+        // Naming a location that does not exist is bad input, like a bad flag value.
+        Err(e @ (L::NotFound { .. } | L::InvalidUrl { .. })) => {
+            Err(anyhow::Error::new(crate::UsageError(e.to_string())))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -354,10 +355,12 @@ pub async fn create_backup(
         crate::cluster::load_config(global.kubeconfig.as_deref(), global.context.as_deref())
             .await?;
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
+    let client =
+        super::retry::client_without_retries(config).context("cannot build a Kubernetes client")?;
     let context = global.context.clone().or_else(|| current_context(global));
     let machine = output.is_some_and(OutputFormat::is_machine);
     let progress = Progress::new(!machine);
+    progress.message("discovering resources and namespaces");
 
     let prepared = run::prepare(&client, &request.options)
         .await

@@ -1,12 +1,23 @@
 //! Retrying API requests on 429 and 5xx with capped exponential backoff: an
 //! API server under load (or restarting) should slow a backup down, not fail it.
+//!
+//! kube-rs' own retry layer is switched off for backups ([`client_without_retries`]):
+//! it retries up to 15 times with delays growing towards 1000 s, so a resource
+//! that never answers would stall a backup for many minutes; and it does not
+//! retry 500/502 or connection errors, which this module does.
 
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
 /// Attempts before giving up (the first try included).
-pub const MAX_ATTEMPTS: u32 = 6;
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// A client for `config` without kube-rs' built-in retry layer.
+pub fn client_without_retries(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
+    config.default_retry = false;
+    kube::Client::try_from(config)
+}
 
 /// Is this error worth retrying?
 pub fn is_retryable(error: &kube::Error) -> bool {
@@ -18,9 +29,10 @@ pub fn is_retryable(error: &kube::Error) -> bool {
 }
 
 /// Delay before attempt `attempt` (1-based retry count): 200 ms doubling, capped
-/// at 5 s, with ±25 % jitter so concurrent listers do not retry in lockstep.
+/// at 8 s (about half a minute over all attempts: long enough for an API
+/// server restart), with ±25 % jitter so concurrent listers do not retry in lockstep.
 pub fn backoff(attempt: u32) -> Duration {
-    let base = 200u64.saturating_mul(1u64 << attempt.min(10)).min(5_000);
+    let base = 200u64.saturating_mul(1u64 << attempt.min(10)).min(8_000);
     let jitter = rand::random_range(0.75..1.25);
     Duration::from_millis((base as f64 * jitter) as u64)
 }
@@ -70,7 +82,7 @@ mod tests {
     #[test]
     fn backoff_grows_and_caps() {
         assert!(backoff(1) < Duration::from_millis(600));
-        assert!(backoff(10) <= Duration::from_millis(6_250));
-        assert!(backoff(10) >= Duration::from_millis(3_750));
+        assert!(backoff(10) <= Duration::from_millis(10_000));
+        assert!(backoff(10) >= Duration::from_millis(6_000));
     }
 }

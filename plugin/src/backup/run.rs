@@ -391,6 +391,7 @@ async fn body<I: Future<Output = ()>>(
         store.name().to_owned(),
         chunk_rx,
         counters.clone(),
+        UPLOAD_PART_BYTES,
     ));
 
     // Writer thread: items → tar → zstd → sha256 → chunks.
@@ -980,9 +981,10 @@ async fn upload(
     location: String,
     mut rx: mpsc::Receiver<Upload>,
     counters: Arc<Counters>,
+    part_bytes: usize,
 ) -> Result<(), Error> {
     let mut writer =
-        BufWriter::with_capacity(store, path.clone(), UPLOAD_PART_BYTES).with_max_concurrency(4);
+        BufWriter::with_capacity(store, path.clone(), part_bytes).with_max_concurrency(4);
     let failed = |source: object_store::Error| Error::Store {
         what: format!("uploading {path}"),
         location: location.clone(),
@@ -1044,15 +1046,26 @@ mod tests {
         end: bool,
     ) -> (Arc<InMemory>, Result<Written, Error>, Result<(), Error>) {
         let store = Arc::new(InMemory::new());
+        let (written, uploaded) = pipeline_to(store.clone(), items, end, UPLOAD_PART_BYTES).await;
+        (store, written, uploaded)
+    }
+
+    async fn pipeline_to(
+        store: Arc<dyn object_store::ObjectStore>,
+        items: usize,
+        end: bool,
+        part_bytes: usize,
+    ) -> (Result<Written, Error>, Result<(), Error>) {
         let path = object_store::path::Path::from("backups/t/resources.tar.zst");
         let counters = Arc::new(Counters::default());
         let (chunk_tx, chunk_rx) = mpsc::channel(4);
         let uploader = tokio::spawn(upload(
-            store.clone(),
+            store,
             path,
             "memory".into(),
             chunk_rx,
             counters.clone(),
+            part_bytes,
         ));
         let (tx, rx) = mpsc::channel(16);
         let c = counters.clone();
@@ -1060,7 +1073,7 @@ mod tests {
             write_archive(rx, chunk_tx, Utc::now(), &types(), &c, 64 * 1024)
         });
         for i in 0..items {
-            // Large, poorly compressible items so the archive spans several chunks.
+            // Random items so that the archive spans several chunks.
             let body: String = rand::Rng::sample_iter(rand::rng(), rand::distr::Alphanumeric)
                 .take(1000)
                 .map(char::from)
@@ -1070,15 +1083,17 @@ mod tests {
             )
             .unwrap();
             let p = ItemPath::namespaced(ResourceKey::new("configmaps", ""), "ns", format!("c{i}"));
-            tx.send(Msg::Item(p, json)).await.unwrap();
+            if tx.send(Msg::Item(p, json)).await.is_err() {
+                break;
+            }
         }
         if end {
-            tx.send(Msg::End).await.unwrap();
+            let _ = tx.send(Msg::End).await;
         }
         drop(tx);
         let written = writer.await.unwrap();
         let uploaded = uploader.await.unwrap();
-        (store, written, uploaded)
+        (written, uploaded)
     }
 
     #[tokio::test]
@@ -1118,6 +1133,138 @@ mod tests {
         let (store, written, uploaded) = pipeline(300, false).await;
         assert!(matches!(written, Err(Error::Aborted)));
         assert!(matches!(uploaded, Err(Error::Aborted)));
+        let path = object_store::path::Path::from("backups/t/resources.tar.zst");
+        assert!(matches!(
+            store.head(&path).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
+    }
+
+    /// A real in-memory store whose multipart uploads fail from the third part
+    /// on, as a store that goes away mid-upload does.
+    #[derive(Debug)]
+    struct FailingStore {
+        inner: InMemory,
+        aborted: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl std::fmt::Display for FailingStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("FailingStore")
+        }
+    }
+
+    #[derive(Debug)]
+    struct FailingUpload {
+        inner: Box<dyn object_store::MultipartUpload>,
+        parts: usize,
+        aborted: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::MultipartUpload for FailingUpload {
+        fn put_part(&mut self, data: object_store::PutPayload) -> object_store::UploadPart {
+            self.parts += 1;
+            if self.parts >= 3 {
+                return Box::pin(async {
+                    Err(object_store::Error::Generic {
+                        store: "failing",
+                        source: "connection reset by peer".into(),
+                    })
+                });
+            }
+            self.inner.put_part(data)
+        }
+        async fn complete(&mut self) -> object_store::Result<object_store::PutResult> {
+            self.inner.complete().await
+        }
+        async fn abort(&mut self) -> object_store::Result<()> {
+            self.aborted.store(true, Ordering::SeqCst);
+            self.inner.abort().await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for FailingStore {
+        async fn put_opts(
+            &self,
+            location: &object_store::path::Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            let inner = self.inner.put_multipart_opts(location, opts).await?;
+            Ok(Box::new(FailingUpload {
+                inner,
+                parts: 0,
+                aborted: self.aborted.clone(),
+            }))
+        }
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<
+                'static,
+                object_store::Result<object_store::path::Path>,
+            >,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+        {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_failing_mid_upload_fails_the_archive_cleanly() {
+        let aborted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let store = Arc::new(FailingStore {
+            inner: InMemory::new(),
+            aborted: aborted.clone(),
+        });
+        let (written, uploaded) = pipeline_to(store.clone(), 2000, true, 64 * 1024).await;
+        let cause = first_cause(Ok(()), written, uploaded)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(&cause, Error::Store { .. }) && cause.to_string().contains("connection reset"),
+            "the store's error is reported: {cause}"
+        );
+        assert!(
+            aborted.load(Ordering::SeqCst),
+            "the multipart upload was aborted"
+        );
         let path = object_store::path::Path::from("backups/t/resources.tar.zst");
         assert!(matches!(
             store.head(&path).await,

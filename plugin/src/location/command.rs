@@ -269,7 +269,7 @@ fn steps_summary(report: &ProbeReport) -> String {
     let steps: Vec<String> = report
         .steps
         .iter()
-        .map(|(step, ms)| format!("{step} ok ({ms} ms)"))
+        .map(|t| format!("{} ok ({} ms)", t.step, t.millis))
         .collect();
     steps.join(", ")
 }

@@ -130,8 +130,17 @@ pub struct ProbeError {
 pub struct ProbeReport {
     /// The location's name or URL.
     pub location: String,
-    /// Steps in order with their duration in milliseconds.
-    pub steps: Vec<(Step, u64)>,
+    /// The steps in order.
+    pub steps: Vec<StepTiming>,
+}
+
+/// One successful step and how long it took.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StepTiming {
+    /// The step.
+    pub step: Step,
+    /// Its duration in milliseconds.
+    pub millis: u64,
 }
 
 /// Write, read back, list and delete a probe object in `store`.
@@ -147,7 +156,10 @@ pub async fn probe(store: &Store) -> Result<ProbeReport, ProbeError> {
         .put(&path, PutPayload::from(content.clone().into_bytes()))
         .await
         .map_err(|e| failure(store, Step::Write, &e))?;
-    steps.push((Step::Write, millis(started.elapsed())));
+    steps.push(StepTiming {
+        step: Step::Write,
+        millis: millis(started.elapsed()),
+    });
 
     if let Err(error) = read_and_list(store, &path, &content, &mut steps).await {
         // Best effort: do not leave the probe object behind.
@@ -160,7 +172,10 @@ pub async fn probe(store: &Store) -> Result<ProbeReport, ProbeError> {
         .delete(&path)
         .await
         .map_err(|e| failure(store, Step::Delete, &e))?;
-    steps.push((Step::Delete, millis(started.elapsed())));
+    steps.push(StepTiming {
+        step: Step::Delete,
+        millis: millis(started.elapsed()),
+    });
 
     Ok(ProbeReport {
         location: store.name().to_owned(),
@@ -173,7 +188,7 @@ async fn read_and_list(
     store: &Store,
     path: &object_store::path::Path,
     content: &str,
-    steps: &mut Vec<(Step, u64)>,
+    steps: &mut Vec<StepTiming>,
 ) -> Result<(), ProbeError> {
     let backend = store.object_store();
     let started = Instant::now();
@@ -191,7 +206,10 @@ async fn read_and_list(
             ),
         });
     }
-    steps.push((Step::Read, millis(started.elapsed())));
+    steps.push(StepTiming {
+        step: Step::Read,
+        millis: millis(started.elapsed()),
+    });
 
     let started = Instant::now();
     let dir = store.path(PROBE_DIR);
@@ -208,7 +226,10 @@ async fn read_and_list(
             detail: format!("the probe object {path} is missing from the listing of {dir}"),
         });
     }
-    steps.push((Step::List, millis(started.elapsed())));
+    steps.push(StepTiming {
+        step: Step::List,
+        millis: millis(started.elapsed()),
+    });
     Ok(())
 }
 

@@ -7,10 +7,13 @@
 //! API server phrases them. The AdmissionReview sent has the shape recorded
 //! from kube-apiserver v1.28.7.
 //!
-//! `clientConfig.service` webhooks cannot be reached from outside a cluster;
-//! they are treated like an unreachable URL (their failurePolicy decides).
+//! `clientConfig.service` webhooks reach `<name>.<namespace>.svc` at the local
+//! address a test registered with `Emulator::expose_service` (standing in for
+//! the Service's pods); without one they fail as a Service without endpoints
+//! does, and their failurePolicy decides.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -223,17 +226,47 @@ pub fn review(a: &Attributes<'_>, object: Option<&Value>, uid: &str) -> Value {
     json!({"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": req})
 }
 
-fn call_url(webhook: &Value) -> Option<String> {
-    let url = webhook.pointer("/clientConfig/url")?.as_str()?;
+/// Where Services that back webhooks are served from in a test: `(namespace, name)` →
+/// a local address (the emulator has no pods or cluster network).
+pub type ServiceRoutes = HashMap<(String, String), SocketAddr>;
+
+/// The URL to POST to, and for `clientConfig.service` webhooks the host name to
+/// resolve to a local address (TLS still verifies `<name>.<namespace>.svc`).
+fn call_url(
+    webhook: &Value,
+    services: &ServiceRoutes,
+) -> Result<(String, Option<(String, SocketAddr)>), String> {
     let timeout = webhook
         .get("timeoutSeconds")
         .and_then(Value::as_u64)
         .unwrap_or(10);
-    let sep = if url.contains('?') { '&' } else { '?' };
-    Some(format!("{url}{sep}timeout={timeout}s"))
+    if let Some(url) = webhook.pointer("/clientConfig/url").and_then(Value::as_str) {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        return Ok((format!("{url}{sep}timeout={timeout}s"), None));
+    }
+    let Some(svc) = webhook.pointer("/clientConfig/service") else {
+        return Err("webhook has neither clientConfig.url nor clientConfig.service".into());
+    };
+    let ns = svc.get("namespace").and_then(Value::as_str).unwrap_or("");
+    let name = svc.get("name").and_then(Value::as_str).unwrap_or("");
+    let path = svc.get("path").and_then(Value::as_str).unwrap_or("/");
+    let port = svc.get("port").and_then(Value::as_u64).unwrap_or(443);
+    let host = format!("{name}.{ns}.svc");
+    match services.get(&(ns.to_owned(), name.to_owned())) {
+        Some(addr) => Ok((
+            format!("https://{host}:{}{path}?timeout={timeout}s", addr.port()),
+            Some((host, *addr)),
+        )),
+        None => Err(format!(
+            "Post \"https://{host}:{port}{path}?timeout={timeout}s\": no endpoints available for service \"{name}\""
+        )),
+    }
 }
 
-fn client_for(webhook: &Value) -> Result<reqwest::Client, String> {
+fn client_for(
+    webhook: &Value,
+    resolve: Option<(String, SocketAddr)>,
+) -> Result<reqwest::Client, String> {
     let timeout = webhook
         .get("timeoutSeconds")
         .and_then(Value::as_u64)
@@ -241,6 +274,9 @@ fn client_for(webhook: &Value) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(timeout))
         .user_agent("kube-apiserver-admission");
+    if let Some((host, addr)) = resolve {
+        builder = builder.resolve(&host, addr);
+    }
     if let Some(bundle) = webhook
         .pointer("/clientConfig/caBundle")
         .and_then(Value::as_str)
@@ -298,11 +334,14 @@ fn describe(e: &reqwest::Error, url: &str) -> String {
     format!("Post \"{url}\": {text}")
 }
 
-async fn call(webhook: &Value, body: &Value, uid: &str) -> Result<Answer, String> {
-    let Some(url) = call_url(webhook) else {
-        return Err("webhook has no clientConfig.url reachable from the emulator".into());
-    };
-    let client = client_for(webhook)?;
+async fn call(
+    webhook: &Value,
+    services: &ServiceRoutes,
+    body: &Value,
+    uid: &str,
+) -> Result<Answer, String> {
+    let (url, resolve) = call_url(webhook, services)?;
+    let client = client_for(webhook, resolve)?;
     let resp = client
         .post(&url)
         .header("content-type", "application/json")
@@ -400,6 +439,7 @@ fn denial(name: &str, status: &Value, warnings: Vec<String>) -> ApiError {
 /// webhooks may change `object`. Returns the warnings to pass on.
 pub fn admit(
     store: &Store,
+    services: &ServiceRoutes,
     phase: Phase,
     a: &Attributes<'_>,
     object: &mut Option<Value>,
@@ -426,7 +466,7 @@ pub fn admit(
         let uid = uuid::Uuid::new_v4().to_string();
         let body = review(a, object.as_ref(), &uid);
         let fail_open = hook.get("failurePolicy").and_then(Value::as_str) == Some("Ignore");
-        let answer = run_async(call(&hook, &body, &uid)).and_then(|r| r);
+        let answer = run_async(call(&hook, services, &body, &uid)).and_then(|r| r);
         let answer = match answer {
             Ok(ans) => ans,
             Err(_) if fail_open => continue,

@@ -34,6 +34,8 @@ pub struct Api {
     pub ca_pem: String,
     /// Serializes Service creates so IP/port allocation cannot hand out duplicates.
     allocation: Mutex<()>,
+    /// Local addresses standing in for Services that back webhooks.
+    pub service_routes: RwLock<admission::ServiceRoutes>,
 }
 
 /// Options shared by writes.
@@ -306,6 +308,11 @@ impl Api {
         if !admission::any_configured(&self.store) {
             return Ok(Vec::new());
         }
+        let services = self
+            .service_routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
         let namespace_labels = ns
             .and_then(|n| {
@@ -359,11 +366,17 @@ impl Api {
             m.remove("uid");
             m.insert("creationTimestamp".into(), Value::Null);
         }
-        let mut warnings =
-            admission::admit(&self.store, admission::Phase::Mutating, &a, &mut typed)?;
+        let mut warnings = admission::admit(
+            &self.store,
+            &services,
+            admission::Phase::Mutating,
+            &a,
+            &mut typed,
+        )?;
         let Some(obj) = obj else {
             warnings.extend(admission::admit(
                 &self.store,
+                &services,
                 admission::Phase::Validating,
                 &a,
                 &mut None,
@@ -386,6 +399,7 @@ impl Api {
         let mut typed = Some(render::object(rt, obj));
         warnings.extend(admission::admit(
             &self.store,
+            &services,
             admission::Phase::Validating,
             &a,
             &mut typed,
@@ -400,6 +414,7 @@ impl Api {
             registry: RwLock::new(Registry::builtin()?),
             ca_pem,
             allocation: Mutex::new(()),
+            service_routes: RwLock::default(),
         })
     }
 
@@ -950,7 +965,21 @@ impl Api {
         let mut warnings = Vec::new();
         render::strip_type(&mut new);
         let name = meta_str(old, "name").unwrap_or("").to_owned();
-        if subresource == Some("status") {
+        if subresource == Some("finalize") {
+            // namespaces/finalize changes only spec.finalizers.
+            let mut merged = old.clone();
+            let finalizers = new.pointer("/spec/finalizers").cloned();
+            if let Some(m) = merged.as_object_mut() {
+                let spec = m.entry("spec").or_insert_with(|| json!({}));
+                if let Some(spec) = spec.as_object_mut() {
+                    match finalizers {
+                        Some(f) => spec.insert("finalizers".into(), f),
+                        None => spec.remove("finalizers"),
+                    };
+                }
+            }
+            new = merged;
+        } else if subresource == Some("status") {
             let mut merged = old.clone();
             if let Some(m) = merged.as_object_mut() {
                 match new.get("status") {
@@ -1063,7 +1092,17 @@ impl Api {
             }
             return Ok(Arc::new(shown));
         }
-        if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
+        // Namespaces also wait for their spec finalizers (the namespace controller's).
+        let spec_finalizers = rt.group.is_empty()
+            && rt.plural == "namespaces"
+            && new
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+        if meta_str(&new, "deletionTimestamp").is_some()
+            && finalizers(&new).is_empty()
+            && !spec_finalizers
+        {
             // Store the final state first so watchers see it, then remove it.
             let stored = self
                 .store

@@ -44,9 +44,11 @@ pub async fn run(api: Arc<Api>) {
         loop {
             match events.try_recv() {
                 Ok(ev) => {
+                    // Deletions free dependents; new owner references may point at owners
+                    // that do not exist (which the real collector deletes too).
                     if ev.kind == EventType::Deleted
-                        || (ev.kind == EventType::Modified
-                            && meta_str(&ev.object, "deletionTimestamp").is_some())
+                        || meta_str(&ev.object, "deletionTimestamp").is_some()
+                        || ev.object.pointer("/metadata/ownerReferences").is_some()
                     {
                         gc_needed = true;
                     }
@@ -399,10 +401,23 @@ fn set_terminating_conditions(
     let _ = api.store.update(&ns_key(), None, &name, new, rv.as_deref());
 }
 
+fn owner_kind_served(registry: &super::resources::Registry, owner_ref: &Value) -> bool {
+    let api_version = owner_ref["apiVersion"].as_str().unwrap_or("");
+    let kind = owner_ref["kind"].as_str().unwrap_or("");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    registry.group(group).is_some_and(|g| {
+        g.versions
+            .iter()
+            .filter(|v| v.version == version)
+            .any(|v| v.resources.iter().any(|r| r.kind == kind))
+    })
+}
+
 /// Owner-reference garbage collection: dependents of deleted owners are deleted
 /// (background), owners deleting in the foreground wait for their dependents, and
 /// orphaning owners release them first.
 pub fn collect_garbage(api: &Api) {
+    let registry = api.registry();
     let tables = api.store.tables();
     let mut live_uids: HashSet<String> = HashSet::new();
     let mut all: Vec<(StorageKey, Arc<Value>)> = Vec::new();
@@ -472,9 +487,13 @@ pub fn collect_garbage(api: &Api) {
                 has_dependents.insert((*u).to_owned());
             }
         }
-        let all_gone = uids
-            .iter()
-            .all(|u| !live_uids.contains(*u) || foreground.contains(*u));
+        // An owner of a kind the server does not serve cannot be looked up: the real
+        // collector leaves such dependents alone (and retries).
+        let resolvable = refs.iter().all(|r| owner_kind_served(&registry, r));
+        let all_gone = resolvable
+            && uids
+                .iter()
+                .all(|u| !live_uids.contains(*u) || foreground.contains(*u));
         if all_gone
             && !uids.is_empty()
             && meta_str(o, "deletionTimestamp").is_none()
@@ -496,5 +515,35 @@ pub fn collect_garbage(api: &Api) {
         if foreground.contains(&uid) && !has_dependents.contains(&uid) {
             remove_finalizer(api, &rt, ns.as_deref(), &name, "foregroundDeletion");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::api::WriteOptions;
+
+    #[test]
+    fn dangling_owners_are_collected_unless_their_kind_is_unknown() {
+        let api = Api::new("CA".into()).unwrap();
+        api.bootstrap().unwrap();
+        let cm = api.lookup("", "v1", "configmaps").unwrap();
+        let opts = WriteOptions::default();
+        for (name, api_version, kind) in [
+            ("dangling", "apps/v1", "Deployment"),
+            ("ghost", "nosuch.example.com/v1", "Ghost"),
+        ] {
+            api.create(
+                &cm,
+                Some("default"),
+                json!({"metadata": {"name": name, "ownerReferences": [
+                    {"apiVersion": api_version, "kind": kind, "name": "x", "uid": "00000000-0000-0000-0000-000000000000"}]}}),
+                &opts,
+            )
+            .unwrap();
+        }
+        collect_garbage(&api);
+        assert!(api.get(&cm, Some("default"), "dangling").is_err());
+        assert!(api.get(&cm, Some("default"), "ghost").is_ok());
     }
 }

@@ -226,6 +226,18 @@ impl Emulator {
         self.log.clone()
     }
 
+    /// Route the in-cluster Service `namespace/name` to `addr` on this machine, so
+    /// that webhooks configured with `clientConfig.service` reach a server the test
+    /// runs (as the Service's pods would serve it in a real cluster). TLS is still
+    /// verified against `<name>.<namespace>.svc` with the webhook's caBundle.
+    pub fn expose_service(&self, namespace: &str, name: &str, addr: SocketAddr) {
+        self.api
+            .service_routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((namespace.to_owned(), name.to_owned()), addr);
+    }
+
     /// Direct access to the emulated cluster (for tests of the emulator itself).
     pub fn api(&self) -> &Arc<api::Api> {
         &self.api

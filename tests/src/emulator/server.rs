@@ -602,6 +602,14 @@ fn resource(ctx: &Ctx<'_>, group: &str, version: &str, rest: &[&str]) -> ApiResu
                 let _ = s;
                 return scale_reply(ctx, &api, &rt, ns, name);
             }
+            if sub == "finalize" {
+                if *m != Method::PUT {
+                    return Err(ApiError::method_not_allowed());
+                }
+                let obj = ctx.decode_object(&rt)?;
+                let w = api.update(&rt, ns, name, obj, Some("finalize"), &ctx.write_options()?)?;
+                return Ok(Reply::json(w.code, &w.object).warnings(&w.warnings));
+            }
             if sub != "status" {
                 // Other subresources (log, exec, proxy, ...) are not emulated.
                 return Err(ApiError::unknown_resource());

@@ -30,6 +30,12 @@ pub struct Certs {
 /// Generate a CA and a server certificate for 127.0.0.1, localhost and the names
 /// in-cluster clients use.
 pub fn generate() -> Result<Certs, Error> {
+    generate_with_names(&[])
+}
+
+/// Like [`generate`], with additional DNS names (for example
+/// `backup-webhook.kubectl-backup.svc` for a webhook server a test runs).
+pub fn generate_with_names(extra: &[&str]) -> Result<Certs, Error> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
@@ -45,13 +51,15 @@ pub fn generate() -> Result<Certs, Error> {
     let issuer = Issuer::new(ca_params, &ca_key);
 
     let server_key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec![
+    let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
         "kubernetes".to_owned(),
         "kubernetes.default".to_owned(),
         "kubernetes.default.svc".to_owned(),
-    ])?;
+    ];
+    names.extend(extra.iter().map(|n| (*n).to_owned()));
+    let mut params = CertificateParams::new(names)?;
     params
         .distinguished_name
         .push(DnType::CommonName, "kube-apiserver");
