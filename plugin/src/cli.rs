@@ -91,7 +91,7 @@ fish:  kubectl backup completion fish | source"
     Schedule(crate::schedule::ScheduleArgs),
 
     /// etcd snapshots: take, list, verify, prune, schedule and restore them.
-    Etcd(crate::etcd::EtcdArgs),
+    Etcd(Box<crate::etcd::EtcdArgs>),
 }
 
 /// Arguments of `completion`.
