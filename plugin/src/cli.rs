@@ -82,7 +82,7 @@ pub enum Command {
     Location(crate::location::command::LocationArgs),
 
     /// etcd snapshots: take, list, verify, prune, schedule and restore them.
-    Etcd(crate::etcd::EtcdArgs),
+    Etcd(Box<crate::etcd::EtcdArgs>),
 
     /// Install, inspect or remove the admission webhook that makes restores land safely.
     Webhook(crate::webhook::WebhookArgs),

@@ -147,7 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Version(args) => version::run(&global, args).await,
         Command::Restore(args) => restore::run(&global, args).await,
         Command::Completion(args) => cli::completion(args),
-        Command::Etcd(args) => etcd::run(&global, args).await,
+        Command::Etcd(args) => etcd::run(&global, *args).await,
         Command::Location(args) => location::command::run(&global, args).await,
         Command::Webhook(args) => webhook::run(&global, args).await,
         Command::Schedule(args) => schedule::run(&global, args).await,

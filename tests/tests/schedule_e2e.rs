@@ -238,6 +238,7 @@ async fn every_kind_of_schedule_lands_as_cronjob_configmap_and_rbac() {
         assert!(job_spec.pod_failure_policy.is_some(), "{name}");
         let labels = cj.metadata.labels.clone().expect("labels");
         assert_eq!(labels["kubectl-backup.dev/schedule-name"], *name);
+        assert_eq!(labels["app.kubernetes.io/component"], "backup-schedule");
         let pod = pod_spec(&cj);
         assert_eq!(pod.service_account_name.as_deref(), Some(SA));
         let c = &pod.containers[0];

@@ -822,11 +822,7 @@ async fn describe(global: &GlobalArgs, args: DescribeArgs) -> anyhow::Result<Out
         runs
     };
     let jobs = Api::<Job>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!(
-            "{}={}",
-            backup_common::LABEL_SCHEDULE_NAME,
-            config.name
-        )))
+        .list(&ListParams::default().labels(&objects::one_schedule_selector(&config.name)))
         .await
         .map(|l| l.items)
         .unwrap_or_default();

@@ -178,17 +178,33 @@ fn build<T: DeserializeOwned>(kind: &'static str, value: serde_json::Value) -> R
     serde_json::from_value(value).map_err(|source| Error::Manifest { kind, source })
 }
 
+/// `app.kubernetes.io/component` of everything a backup schedule is made of.
+/// etcd schedules share the tool namespace and the schedule-name label; the
+/// component keeps the two kinds apart in every selector.
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+
+/// Value of [`LABEL_COMPONENT`] on backup schedules' objects.
+pub const COMPONENT: &str = "backup-schedule";
+
 fn labels(schedule: Option<&str>) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::from([(LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned())]);
+    let mut labels = BTreeMap::from([
+        (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+        (LABEL_COMPONENT.to_owned(), COMPONENT.to_owned()),
+    ]);
     if let Some(name) = schedule {
         labels.insert(LABEL_SCHEDULE_NAME.to_owned(), name.to_owned());
     }
     labels
 }
 
-/// The label selector matching every schedule's ConfigMap and CronJob.
+/// The label selector matching every backup schedule's ConfigMap and CronJob.
 pub fn schedule_selector() -> String {
-    format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_SCHEDULE_NAME}")
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}={COMPONENT},{LABEL_SCHEDULE_NAME}")
+}
+
+/// The label selector matching the objects (Jobs, pods) of schedule `name`.
+pub fn one_schedule_selector(name: &str) -> String {
+    format!("{LABEL_COMPONENT}={COMPONENT},{LABEL_SCHEDULE_NAME}={name}")
 }
 
 /// The ConfigMap holding `config`.
@@ -526,6 +542,7 @@ mod tests {
         let labels = cm.metadata.labels.clone().expect("labels");
         assert_eq!(labels[LABEL_SCHEDULE_NAME], "nightly");
         assert_eq!(labels[LABEL_MANAGED_BY], MANAGED_BY);
+        assert_eq!(labels[LABEL_COMPONENT], COMPONENT);
         assert_eq!(read_config(&cm).expect("reads"), cfg);
         assert_eq!(read_last_run(&cm), None);
     }
