@@ -1041,7 +1041,20 @@ webhooks:
         }
     }
 
+    // The restored webhook is live and fails closed: had it been restored
+    // first, it would have refused every ConfigMap and Deployment above.
     let dst = target.client().await.expect("client");
+    let blocked = api(&dst, "", "v1", "ConfigMap", "configmaps", Some(&ns))
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "after-restore"}})).expect("cm"),
+        )
+        .await;
+    assert!(
+        blocked.is_err(),
+        "the restored webhook should refuse new ConfigMaps in {ns}"
+    );
+
     let _ = api(
         &dst,
         "admissionregistration.k8s.io",
