@@ -410,7 +410,11 @@ async fn restore_into_an_empty_second_cluster_matches_the_originals() {
     assert_eq!(code, Some(0), "{record}");
     assert_eq!(record["phase"], "Completed");
     assert_eq!(count(&record, "failed"), 0);
-    assert!(count(&record, "created") > OBJECTS.len() as u64, "{record}");
+    assert!(
+        // The workload plus its namespace.
+        count(&record, "created") > OBJECTS.len() as u64,
+        "{record}"
+    );
 
     let (src, dst) = (
         source.client().await.expect("client"),
@@ -1037,7 +1041,20 @@ webhooks:
         }
     }
 
+    // The restored webhook is live and fails closed: had it been restored
+    // first, it would have refused every ConfigMap and Deployment above.
     let dst = target.client().await.expect("client");
+    let blocked = api(&dst, "", "v1", "ConfigMap", "configmaps", Some(&ns))
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "after-restore"}})).expect("cm"),
+        )
+        .await;
+    assert!(
+        blocked.is_err(),
+        "the restored webhook should refuse new ConfigMaps in {ns}"
+    );
+
     let _ = api(
         &dst,
         "admissionregistration.k8s.io",
@@ -1453,5 +1470,65 @@ async fn claims_come_back_from_their_csi_snapshots() {
         .delete(&vsc_name, &Default::default())
         .await;
         wait_namespace_gone(&dst, &dst_ns).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_reports_what_does_not_become_ready() {
+    let source = TestCluster::start().await.expect("source cluster");
+    let target = TestCluster::start_role(Role::Target)
+        .await
+        .expect("target cluster");
+    let ns_guard = source.temp_namespace("rs-wait").await.expect("namespace");
+    let ns = ns_guard.name().to_owned();
+    // An image that can never be pulled and a class that does not exist:
+    // neither becomes ready on any cluster.
+    source
+        .create_yaml(&format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: stuck, namespace: {ns}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: stuck}}}}
+  template:
+    metadata: {{labels: {{app: stuck}}}}
+    spec: {{containers: [{{name: c, image: "registry.invalid/none:0"}}]}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: unbound, namespace: {ns}}}
+spec: {{accessModes: [ReadWriteOnce], storageClassName: no-such-class, resources: {{requests: {{storage: 1Gi}}}}}}
+"#
+        ))
+        .await
+        .expect("seed");
+    let loc = location();
+    backup(&source, &loc, "b1", &["--include-namespaces", &ns]);
+
+    let started = Instant::now();
+    let (code, record) = restore(&target, &loc, "b1", &["--wait", "--wait-timeout", "3s"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "not ready is a warning, not a failure: {record}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "--wait must wait"
+    );
+    let warnings = record["warnings"].as_array().cloned().unwrap_or_default();
+    for name in ["stuck", "unbound"] {
+        assert!(
+            warnings.iter().any(|w| w["name"] == name
+                && w["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("not ready after 3s"))),
+            "no warning for {name}: {warnings:?}"
+        );
+    }
+    if target.is_external() {
+        wait_namespace_gone(&target.client().await.expect("client"), &ns).await;
     }
 }

@@ -14,6 +14,7 @@ pub mod report;
 pub mod select;
 pub mod transform;
 pub mod volumes;
+pub mod wait;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -181,11 +182,16 @@ pub struct CreateArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Also wait for restored CRDs to be Established (always done) and report
-    /// at the end; kept for Velero muscle memory: the command always returns
-    /// when the restore has finished.
+    /// After the restore, wait until restored Deployments, StatefulSets and
+    /// DaemonSets are rolled out, claims Bound and snapshots ready (up to
+    /// --wait-timeout); what is not ready becomes a warning. CRDs are always
+    /// waited for, whatever this flag says.
     #[arg(long)]
     pub wait: bool,
+
+    /// How long --wait waits.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub wait_timeout: std::time::Duration,
 
     /// Restore a PartiallyFailed backup (what it holds; its errors are listed by `kubectl backup describe`).
     #[arg(long)]
@@ -539,6 +545,7 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
         concurrency: args.concurrency,
     };
     let spool = Arc::new(spool);
+    let wait_client = client.clone();
     let run = apply::apply(
         client,
         apply_options,
@@ -569,6 +576,31 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
         }
     };
     warnings.extend(applied.warnings);
+    if args.wait && !args.dry_run {
+        let waitables: Vec<wait::Waitable> = applied
+            .items
+            .iter()
+            .filter_map(|item| {
+                let (group, resource) = match item.resource.as_str() {
+                    "deployments.apps" => ("apps", "deployments"),
+                    "statefulsets.apps" => ("apps", "statefulsets"),
+                    "daemonsets.apps" => ("apps", "daemonsets"),
+                    "persistentvolumeclaims" => ("", "persistentvolumeclaims"),
+                    "volumesnapshots.snapshot.storage.k8s.io" => {
+                        ("snapshot.storage.k8s.io", "volumesnapshots")
+                    }
+                    _ => return None,
+                };
+                Some(wait::Waitable {
+                    group: group.to_owned(),
+                    resource: resource.to_owned(),
+                    url: apply::collection_url(group, "v1", resource, item.namespace.as_deref()),
+                    item: item.clone(),
+                })
+            })
+            .collect();
+        warnings.extend(wait::wait_ready(&wait_client, waitables, args.wait_timeout).await);
+    }
     for item in applied.items {
         if item.action == Action::Updated
             && let Some(message) = &item.message
