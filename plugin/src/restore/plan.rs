@@ -424,6 +424,48 @@ pub struct Plan {
     pub unrestorable_volumes: Vec<(VolumeRecord, String)>,
 }
 
+/// Workload controllers that create (and garbage-collect) the objects they
+/// own: Pods, ReplicaSets, ControllerRevisions, Jobs.
+const WORKLOAD_CONTROLLERS: &[(&str, &str)] = &[
+    ("apps", "Deployment"),
+    ("apps", "ReplicaSet"),
+    ("apps", "StatefulSet"),
+    ("apps", "DaemonSet"),
+    ("batch", "Job"),
+    ("batch", "CronJob"),
+    ("", "ReplicationController"),
+];
+
+/// The workload controller that manages `object` (its `controller: true`
+/// owner reference) when that controller is restored in the same run.
+///
+/// Such objects are not restored: the restored controller recreates them
+/// under names of its own, and a copy restored beside them is one replica too
+/// many, which the controller deletes again (after a restored Deployment
+/// starts its ReplicaSet, the backed-up Pods are surplus). A Job owned by a
+/// restored CronJob is left out too: restoring it without its status would
+/// run it again.
+pub fn recreating_controller(
+    object: &Value,
+    namespace: Option<&str>,
+    restored: &HashSet<ObjectKey>,
+) -> Option<ObjectKey> {
+    let refs = object.pointer("/metadata/ownerReferences")?.as_array()?;
+    let controller = refs
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))?;
+    let [namespaced, cluster] = super::transform::owner_keys(controller, namespace)?;
+    let is_workload = WORKLOAD_CONTROLLERS
+        .iter()
+        .any(|(g, k)| namespaced.group == *g && namespaced.kind == *k);
+    if !is_workload {
+        return None;
+    }
+    [namespaced, cluster]
+        .into_iter()
+        .find(|key| restored.contains(key))
+}
+
 /// The name of the VolumeSnapshot a restore creates for a claim.
 pub fn snapshot_name(claim: &str, restore: &str) -> String {
     let mut name = format!("{claim}-{restore}");
@@ -553,6 +595,14 @@ impl Plan {
         };
         if let Some(reason) = never_restored(&item.group, &item.resource, &item.object, services) {
             return Decision::Skip(reason.to_owned());
+        }
+        if let Some(owner) =
+            recreating_controller(&item.object, item.namespace.as_deref(), &self.restored)
+        {
+            return Decision::Skip(format!(
+                "recreated by its controller {}/{}, which this restore brings back",
+                owner.kind, owner.name
+            ));
         }
         match (item.group.as_str(), item.resource.as_str()) {
             ("snapshot.storage.k8s.io", "volumesnapshots") => {
@@ -748,6 +798,57 @@ mod tests {
 
     fn items(spool: &Spool, tier: Tier) -> Vec<Item> {
         spool.read(tier).unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn objects_managed_by_a_restored_workload_controller_are_left_to_it() {
+        let key = |group: &str, kind: &str, name: &str| ObjectKey {
+            group: group.into(),
+            kind: kind.into(),
+            namespace: Some("shop".into()),
+            name: name.into(),
+        };
+        let restored: HashSet<ObjectKey> = [
+            key("apps", "ReplicaSet", "web-5d8f"),
+            key("apps", "Deployment", "web"),
+            key("", "ConfigMap", "settings"),
+        ]
+        .into_iter()
+        .collect();
+        let owned = |api: &str, kind: &str, name: &str, controller: bool| {
+            json!({"metadata": {"name": "x", "ownerReferences": [
+                {"apiVersion": api, "kind": kind, "name": name, "uid": "u", "controller": controller}
+            ]}})
+        };
+        // A Pod of a restored ReplicaSet, and that ReplicaSet of a restored Deployment.
+        let pod = owned("apps/v1", "ReplicaSet", "web-5d8f", true);
+        assert_eq!(
+            recreating_controller(&pod, Some("shop"), &restored),
+            Some(key("apps", "ReplicaSet", "web-5d8f"))
+        );
+        let rs = owned("apps/v1", "Deployment", "web", true);
+        assert!(recreating_controller(&rs, Some("shop"), &restored).is_some());
+        // The controller is not part of this restore: the object comes back on its own.
+        let orphan = owned("apps/v1", "ReplicaSet", "other", true);
+        assert_eq!(
+            recreating_controller(&orphan, Some("shop"), &restored),
+            None
+        );
+        // Only a controller reference counts, and only a workload controller.
+        let plain_owner = owned("apps/v1", "ReplicaSet", "web-5d8f", false);
+        assert_eq!(
+            recreating_controller(&plain_owner, Some("shop"), &restored),
+            None
+        );
+        let not_workload = owned("v1", "ConfigMap", "settings", true);
+        assert_eq!(
+            recreating_controller(&not_workload, Some("shop"), &restored),
+            None
+        );
+        assert_eq!(
+            recreating_controller(&json!({"metadata": {}}), Some("shop"), &restored),
+            None
+        );
     }
 
     #[test]
