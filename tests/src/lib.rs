@@ -5,6 +5,7 @@
 //!   one), or else the project's own API emulator.
 //! - [`bin_path`]: where the built binaries under test are.
 
+pub mod bench;
 pub mod cluster;
 pub mod emulator;
 pub mod krew;

@@ -16,14 +16,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
+
+use e2e::bench::{print_line, round, run_measured, seed};
 
 /// Benchmark `kubectl backup create` against the harness cluster.
 #[derive(Debug, Parser)]
@@ -97,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
         .args(["create", &name, "--location", &location, "-o", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let (out, wall, rss) = run_measured(cmd)?;
+    let (out, wall, rss) = run_measured(cmd, &[])?;
     let manifest: Value =
         serde_json::from_slice(&out).context("plugin output is not the manifest")?;
     let items = manifest["totals"]["items"].as_u64().unwrap_or(0);
@@ -125,155 +125,6 @@ async fn main() -> anyhow::Result<()> {
         }));
     }
     Ok(())
-}
-
-fn round(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-fn print_line(v: Value) {
-    println!("{v}");
-}
-
-/// Run a command, polling its peak RSS (VmHWM, KiB) from /proc until it exits.
-fn run_measured(mut cmd: Command) -> anyhow::Result<(Vec<u8>, f64, Option<u64>)> {
-    let started = Instant::now();
-    let mut child = cmd.spawn().context("cannot start the command")?;
-    let pid = child.id();
-    let mut stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(s) = stdout.as_mut() {
-            let _ = std::io::Read::read_to_end(s, &mut buf);
-        }
-        buf
-    });
-    let mut peak: Option<u64> = None;
-    let status = loop {
-        if let Some(kib) = vm_hwm(pid) {
-            peak = Some(peak.map_or(kib, |p| p.max(kib)));
-        }
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let wall = started.elapsed().as_secs_f64();
-    let out = reader.join().unwrap_or_default();
-    if !status.success() {
-        bail!("command failed with {status}");
-    }
-    Ok((out, wall, peak))
-}
-
-fn vm_hwm(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-// === seeding ===
-
-const CRD_GROUP: &str = "bench.kubectl-backup.dev";
-
-async fn seed(client: &kube::Client, objects: usize, namespaces: usize) -> anyhow::Result<u64> {
-    let crd = json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("gadgets.{CRD_GROUP}")},
-        "spec": {
-            "group": CRD_GROUP,
-            "scope": "Namespaced",
-            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
-        }
-    });
-    post(
-        client,
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-        &crd,
-    )
-    .await?;
-    e2e::cluster::wait_crd_established(client, &format!("gadgets.{CRD_GROUP}")).await?;
-    let ns_names: Vec<String> = (0..namespaces).map(|i| format!("bench-{i:03}")).collect();
-    for ns in &ns_names {
-        post(
-            client,
-            "/api/v1/namespaces",
-            &json!({"metadata": {"name": ns}}),
-        )
-        .await?;
-    }
-    let payload: String = (0..3 * 1024)
-        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
-        .collect();
-    let done = Arc::new(AtomicU64::new(0));
-    futures::stream::iter(0..objects)
-        .map(|i| {
-            let ns = &ns_names[i % ns_names.len()];
-            let (path, body) = object(i, ns, &payload);
-            let done = done.clone();
-            async move {
-                post(client, &path, &body).await?;
-                done.fetch_add(1, Ordering::Relaxed);
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(16)
-        .try_collect::<()>()
-        .await?;
-    Ok(done.load(Ordering::Relaxed))
-}
-
-fn object(i: usize, ns: &str, payload: &str) -> (String, Value) {
-    let name = format!("obj-{i:06}");
-    let labels = json!({"app": format!("app-{}", i % 20), "bench": "true"});
-    match i % 5 {
-        0 => (
-            format!("/api/v1/namespaces/{ns}/configmaps"),
-            json!({"metadata": {"name": name, "labels": labels}, "data": {"config.yaml": &payload[..1024]}}),
-        ),
-        1 => (
-            format!("/api/v1/namespaces/{ns}/secrets"),
-            json!({"metadata": {"name": name, "labels": labels}, "type": "Opaque",
-                   "stringData": {"key": payload}}),
-        ),
-        2 => (
-            format!("/apis/apps/v1/namespaces/{ns}/deployments"),
-            json!({"metadata": {"name": name, "labels": labels}, "spec": {
-                "replicas": 1, "selector": {"matchLabels": {"app": name}},
-                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
-                    {"name": "app", "image": "registry.example/app:1.0", "ports": [{"containerPort": 8080}],
-                     "env": [{"name": "MODE", "value": "bench"}]}]}}}}),
-        ),
-        3 => (
-            format!("/api/v1/namespaces/{ns}/services"),
-            json!({"metadata": {"name": name, "labels": labels}, "spec": {
-                "selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}}),
-        ),
-        _ => (
-            format!("/apis/{CRD_GROUP}/v1/namespaces/{ns}/gadgets"),
-            json!({"apiVersion": format!("{CRD_GROUP}/v1"), "kind": "Gadget",
-                   "metadata": {"name": name, "labels": labels}, "spec": {"size": i, "color": "blue"}}),
-        ),
-    }
-}
-
-async fn post(client: &kube::Client, path: &str, body: &Value) -> anyhow::Result<()> {
-    let req = http::Request::post(path)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(body)?)?;
-    match client.request::<Value>(req).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("POST {path}")),
-    }
 }
 
 // === the floor and the naive way ===
@@ -372,7 +223,7 @@ async fn naive_kubectl(
             .args(["get", &name, "-A", "-o", "json"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        match run_measured(cmd) {
+        match run_measured(cmd, &[]) {
             Ok((out, _, rss)) => {
                 bytes += out.len() as u64;
                 if let Ok(v) = serde_json::from_slice::<Value>(&out) {

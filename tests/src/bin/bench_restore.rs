@@ -17,12 +17,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Parser;
-use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
+
+use e2e::bench::{CRD_GROUP, print_line, round, run_measured, seed};
 
 /// Benchmark `kubectl backup restore create` against harness clusters.
 #[derive(Debug, Parser)]
@@ -43,8 +44,6 @@ struct Args {
     #[arg(long)]
     plugin: Option<PathBuf>,
 }
-
-const CRD_GROUP: &str = "bench.kubectl-backup.dev";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -82,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let (out, wall, _) = run_measured(cmd)?;
+    let (out, wall, _) = run_measured(cmd, &[3])?;
     let manifest: Value =
         serde_json::from_slice(&out).context("backup output is not a manifest")?;
     eprintln!(
@@ -107,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
         .args(["--concurrency", &args.concurrency.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let (out, restore_wall, rss) = run_measured(cmd)?;
+    let (out, restore_wall, rss) = run_measured(cmd, &[3])?;
     let record: Value = serde_json::from_slice(&out).context("restore output is not a record")?;
     let created = record["counts"]["created"].as_u64().unwrap_or(0);
     print_line(json!({
@@ -140,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
                 .arg(files.path().join(file))
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
-            let (_, _, rss) = run_measured(cmd)?;
+            let (_, _, rss) = run_measured(cmd, &[3])?;
             peak = peak.max(rss);
             if step == 0 {
                 naive
@@ -159,56 +158,6 @@ async fn main() -> anyhow::Result<()> {
         }));
     }
     Ok(())
-}
-
-fn round(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-fn print_line(v: Value) {
-    println!("{v}");
-}
-
-/// Run a command, polling its peak RSS (VmHWM, KiB) from /proc until it exits.
-fn run_measured(mut cmd: Command) -> anyhow::Result<(Vec<u8>, f64, Option<u64>)> {
-    let started = Instant::now();
-    let mut child = cmd.spawn().context("cannot start the command")?;
-    let pid = child.id();
-    let mut stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(s) = stdout.as_mut() {
-            let _ = std::io::Read::read_to_end(s, &mut buf);
-        }
-        buf
-    });
-    let mut peak: Option<u64> = None;
-    let status = loop {
-        if let Some(kib) = vm_hwm(pid) {
-            peak = Some(peak.map_or(kib, |p| p.max(kib)));
-        }
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let wall = started.elapsed().as_secs_f64();
-    let out = reader.join().unwrap_or_default();
-    if !status.success() && status.code() != Some(3) {
-        bail!("command failed with {status}");
-    }
-    Ok((out, wall, peak))
-}
-
-fn vm_hwm(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// Write the seeded objects as two kubectl `List` files (CRD + namespaces,
@@ -297,90 +246,3 @@ async fn get_json(client: &kube::Client, path: &str) -> anyhow::Result<Value> {
 }
 
 // === seeding: the object mix of bench-backup ===
-
-async fn seed(client: &kube::Client, objects: usize, namespaces: usize) -> anyhow::Result<()> {
-    let crd = json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("gadgets.{CRD_GROUP}")},
-        "spec": {
-            "group": CRD_GROUP,
-            "scope": "Namespaced",
-            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
-        }
-    });
-    post(
-        client,
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-        &crd,
-    )
-    .await?;
-    e2e::cluster::wait_crd_established(client, &format!("gadgets.{CRD_GROUP}")).await?;
-    let ns_names: Vec<String> = (0..namespaces).map(|i| format!("bench-{i:03}")).collect();
-    for ns in &ns_names {
-        post(
-            client,
-            "/api/v1/namespaces",
-            &json!({"metadata": {"name": ns}}),
-        )
-        .await?;
-    }
-    let payload: String = (0..3 * 1024)
-        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
-        .collect();
-    futures::stream::iter(0..objects)
-        .map(|i| {
-            let ns = &ns_names[i % ns_names.len()];
-            let (path, body) = object(i, ns, &payload);
-            async move { post(client, &path, &body).await }
-        })
-        .buffer_unordered(16)
-        .try_collect::<()>()
-        .await
-}
-
-fn object(i: usize, ns: &str, payload: &str) -> (String, Value) {
-    let name = format!("obj-{i:06}");
-    let labels = json!({"app": format!("app-{}", i % 20), "bench": "true"});
-    match i % 5 {
-        0 => (
-            format!("/api/v1/namespaces/{ns}/configmaps"),
-            json!({"metadata": {"name": name, "labels": labels}, "data": {"config.yaml": &payload[..1024]}}),
-        ),
-        1 => (
-            format!("/api/v1/namespaces/{ns}/secrets"),
-            json!({"metadata": {"name": name, "labels": labels}, "type": "Opaque", "stringData": {"key": payload}}),
-        ),
-        2 => (
-            format!("/apis/apps/v1/namespaces/{ns}/deployments"),
-            json!({"metadata": {"name": name, "labels": labels}, "spec": {
-                "replicas": 1, "selector": {"matchLabels": {"app": name}},
-                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
-                    {"name": "app", "image": "registry.example/app:1.0", "ports": [{"containerPort": 8080}],
-                     "env": [{"name": "MODE", "value": "bench"}]}]}}}}),
-        ),
-        3 => (
-            format!("/api/v1/namespaces/{ns}/services"),
-            json!({"metadata": {"name": name, "labels": labels}, "spec": {
-                "selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}}),
-        ),
-        _ => (
-            format!("/apis/{CRD_GROUP}/v1/namespaces/{ns}/gadgets"),
-            json!({"apiVersion": format!("{CRD_GROUP}/v1"), "kind": "Gadget",
-                   "metadata": {"name": name, "labels": labels}, "spec": {"size": i, "color": "blue"}}),
-        ),
-    }
-}
-
-async fn post(client: &kube::Client, path: &str, body: &Value) -> anyhow::Result<()> {
-    let req = http::Request::post(path)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(body)?)?;
-    match client.request::<Value>(req).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("POST {path}")),
-    }
-}
