@@ -165,3 +165,39 @@ async fn version_reports_the_server_and_the_webhook() {
     assert!(server.starts_with("v1."), "{server}");
     assert_eq!(v["webhook"]["installed"], false, "{v}");
 }
+
+/// `create` and `schedule create` share their selection flags and refuse the
+/// same bad input up front, before any cluster is contacted.
+#[test]
+fn bad_selections_are_usage_errors_for_backups_and_schedules() {
+    for args in [
+        &["create", "b1", "-l", "app in (a,b"][..],
+        &["create", "b1", "--include-namespaces", "shop-["][..],
+        &[
+            "schedule",
+            "create",
+            "s1",
+            "--preset",
+            "weekly",
+            "-l",
+            "app in (a,b",
+        ][..],
+        &[
+            "schedule",
+            "create",
+            "s1",
+            "--preset",
+            "weekly",
+            "--include-namespaces",
+            "shop-[",
+        ][..],
+    ] {
+        let out = plugin(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

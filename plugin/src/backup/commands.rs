@@ -82,34 +82,8 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub location: LocationArg,
 
-    /// Namespaces to back up (comma-separated globs, e.g. 'shop-*'); default all.
-    #[arg(long, value_delimiter = ',', value_name = "GLOBS")]
-    pub include_namespaces: Vec<String>,
-
-    /// Namespaces to leave out (comma-separated globs).
-    #[arg(long, value_delimiter = ',', value_name = "GLOBS")]
-    pub exclude_namespaces: Vec<String>,
-
-    /// Resources to back up: resource.group, kind or short name (deployments.apps, cm); default all.
-    #[arg(long, value_delimiter = ',', value_name = "RESOURCES")]
-    pub include_resources: Vec<String>,
-
-    /// Resources to leave out.
-    #[arg(long, value_delimiter = ',', value_name = "RESOURCES")]
-    pub exclude_resources: Vec<String>,
-
-    /// Only objects matching this label selector (e.g. app=web,tier!=db).
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
-    pub selector: Option<String>,
-
-    /// Cluster-scoped resources: auto = PVs of the selected claims and CRDs of
-    /// the backed-up custom resources; always = all of them; never = none.
-    #[arg(long, value_enum, default_value_t = ClusterResources::Auto)]
-    pub cluster_resources: ClusterResources,
-
-    /// Also take a CSI VolumeSnapshot of every selected PVC.
-    #[arg(long)]
-    pub include_all_disks: bool,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
 
     /// VolumeSnapshotClass to use for a CSI driver (DRIVER=CLASS; repeatable).
     /// Default: the driver's class annotated as default.
@@ -147,8 +121,59 @@ fn parse_driver_class(s: &str) -> Result<(String, String), String> {
 }
 
 impl CreateArgs {
-    /// The selection options, for a backup or a schedule.
+    /// The backup's options.
     pub fn options(&self) -> BackupOptions {
+        self.selection.to_options(self.ttl.as_secs())
+    }
+}
+
+/// What a backup selects: the flags `create` and `schedule create` share.
+#[derive(Debug, Clone, Args)]
+pub struct SelectionArgs {
+    /// Namespaces to back up (comma-separated globs, e.g. 'shop-*'); default all.
+    #[arg(long, value_delimiter = ',', value_name = "GLOBS")]
+    pub include_namespaces: Vec<String>,
+
+    /// Namespaces to leave out (comma-separated globs).
+    #[arg(long, value_delimiter = ',', value_name = "GLOBS")]
+    pub exclude_namespaces: Vec<String>,
+
+    /// Resources to back up: resource.group, kind or short name (deployments.apps, cm); default all.
+    #[arg(long, value_delimiter = ',', value_name = "RESOURCES")]
+    pub include_resources: Vec<String>,
+
+    /// Resources to leave out.
+    #[arg(long, value_delimiter = ',', value_name = "RESOURCES")]
+    pub exclude_resources: Vec<String>,
+
+    /// Only objects matching this label selector (e.g. app=web,tier!=db).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+
+    /// Cluster-scoped resources: auto = PVs of the selected claims and CRDs of
+    /// the backed-up custom resources; always = all of them; never = none.
+    #[arg(long, value_enum, default_value_t = ClusterResources::Auto)]
+    pub cluster_resources: ClusterResources,
+
+    /// Also take a CSI VolumeSnapshot of every selected PVC.
+    #[arg(long)]
+    pub include_all_disks: bool,
+}
+
+impl SelectionArgs {
+    /// Refuse an invalid label selector or namespace glob before anything runs.
+    pub fn validate(&self) -> Result<(), crate::UsageError> {
+        if let Some(sel) = &self.selector {
+            LabelSelector::parse(sel)
+                .map_err(|m| crate::UsageError(format!("invalid selector {sel:?}: {m}")))?;
+        }
+        super::select::NamespaceFilter::new(&self.include_namespaces, &self.exclude_namespaces)
+            .map_err(crate::UsageError)?;
+        Ok(())
+    }
+
+    /// The backup options for this selection, kept for `ttl_seconds`.
+    pub fn to_options(&self, ttl_seconds: u64) -> BackupOptions {
         BackupOptions {
             include_namespaces: self.include_namespaces.clone(),
             exclude_namespaces: self.exclude_namespaces.clone(),
@@ -157,7 +182,7 @@ impl CreateArgs {
             label_selector: self.selector.clone(),
             cluster_resources: self.cluster_resources,
             include_all_disks: self.include_all_disks,
-            ttl_seconds: self.ttl.as_secs(),
+            ttl_seconds,
         }
     }
 }
@@ -270,13 +295,7 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
             )));
         }
     };
-    if let Some(sel) = &args.selector {
-        LabelSelector::parse(sel).map_err(|m| {
-            anyhow::Error::new(crate::UsageError(format!("invalid selector {sel:?}: {m}")))
-        })?;
-    }
-    super::select::NamespaceFilter::new(&args.include_namespaces, &args.exclude_namespaces)
-        .map_err(|m| anyhow::Error::new(crate::UsageError(m)))?;
+    args.selection.validate()?;
     if !args.wait {
         return start_in_background(&args, &name);
     }
@@ -1067,7 +1086,7 @@ mod tests {
             panic!("not create")
         };
         assert_eq!(c.prefix.as_deref(), Some("nightly"));
-        assert_eq!(c.include_namespaces, ["a", "b*"]);
+        assert_eq!(c.selection.include_namespaces, ["a", "b*"]);
         assert!(!c.wait);
         let o = c.options();
         assert_eq!(o.ttl_seconds, 90 * 86400);

@@ -18,7 +18,7 @@ use serde_json::json;
 use super::objects::{self, LastRun, ScheduleConfig};
 use super::produced::{self, ProducedBackup};
 use super::spec::{self, Preset, ScheduleSpec};
-use crate::archive::{BackupOptions, ClusterResources};
+use crate::archive::BackupOptions;
 use crate::backup::{self, catalog};
 use crate::cli::GlobalArgs;
 use crate::output::{OutputFormat, Table, print_structured, write_stdout};
@@ -164,8 +164,9 @@ pub struct CreateArgs {
     #[arg(long, value_name = "DURATION", default_value = "30d")]
     pub ttl: String,
 
+    /// What each run backs up: the selection flags of `kubectl backup create`.
     #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub selection: crate::backup::commands::SelectionArgs,
 
     /// Image the CronJob runs (must contain kubectl-backup).
     #[arg(long, value_name = "IMAGE", default_value_t = objects::default_image())]
@@ -174,55 +175,6 @@ pub struct CreateArgs {
     /// Output format for the created schedule.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
-}
-
-/// What each run backs up: the selection flags of `kubectl backup create`.
-#[derive(Debug, Clone, Args)]
-pub struct SelectionArgs {
-    /// Namespaces to back up (globs, comma-separated); default: all.
-    #[arg(long, value_delimiter = ',', value_name = "NS")]
-    pub include_namespaces: Vec<String>,
-
-    /// Namespaces to leave out (globs, comma-separated).
-    #[arg(long, value_delimiter = ',', value_name = "NS")]
-    pub exclude_namespaces: Vec<String>,
-
-    /// Resources to back up (resource.group, comma-separated); default: all.
-    #[arg(long, value_delimiter = ',', value_name = "RESOURCE")]
-    pub include_resources: Vec<String>,
-
-    /// Resources to leave out (resource.group, comma-separated).
-    #[arg(long, value_delimiter = ',', value_name = "RESOURCE")]
-    pub exclude_resources: Vec<String>,
-
-    /// Only objects matching this label selector.
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
-    pub selector: Option<String>,
-
-    /// Cluster-scoped resources: auto (PVs of selected claims, CRDs of backed-up custom
-    /// resources), always, or never.
-    #[arg(long, value_enum, default_value_t = ClusterResources::Auto)]
-    pub cluster_resources: ClusterResources,
-
-    /// Take CSI volume snapshots of the selected PersistentVolumeClaims.
-    #[arg(long)]
-    pub include_all_disks: bool,
-}
-
-impl SelectionArgs {
-    /// The backup options a run uses.
-    pub fn to_options(&self, ttl_seconds: u64) -> BackupOptions {
-        BackupOptions {
-            include_namespaces: self.include_namespaces.clone(),
-            exclude_namespaces: self.exclude_namespaces.clone(),
-            include_resources: self.include_resources.clone(),
-            exclude_resources: self.exclude_resources.clone(),
-            label_selector: self.selector.clone(),
-            cluster_resources: self.cluster_resources,
-            include_all_disks: self.include_all_disks,
-            ttl_seconds,
-        }
-    }
 }
 
 /// Arguments of `schedule list`.
@@ -408,6 +360,8 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
     check_prefix(&prefix)?;
     let spec = spec_from_args(&args)?;
     let ttl = backup::naming::parse_ttl(&args.ttl).map_err(backup::Error::into_anyhow)?;
+    // A bad selector or glob is refused now, not at the first run in the cluster.
+    args.selection.validate()?;
     let ns = global.tool_namespace.as_str();
 
     let client = client(global).await?;
@@ -1348,7 +1302,7 @@ mod tests {
         assert_eq!(o.include_namespaces, ["shop", "web-*"]);
         assert_eq!(o.exclude_resources, ["secrets"]);
         assert_eq!(o.label_selector.as_deref(), Some("app=web"));
-        assert_eq!(o.cluster_resources, ClusterResources::Never);
+        assert_eq!(o.cluster_resources, crate::archive::ClusterResources::Never);
         assert!(o.include_all_disks);
         assert_eq!(o.ttl_seconds, 90 * 86_400);
         assert_eq!(a.image, objects::default_image());
