@@ -994,6 +994,11 @@ impl Api {
             opts.dry_run,
         )?);
         if opts.dry_run {
+            // A dry run goes through storage's existence check like a real
+            // create: an existing name is AlreadyExists, not a 201 preview.
+            if self.store.get(&rt.storage_key(), ns, &name).is_some() {
+                return Err(ApiError::already_exists(rt, &name));
+            }
             return Ok(Written {
                 code: 201,
                 object: render::object(rt, &obj),
@@ -1781,6 +1786,23 @@ mod tests {
         assert!(w.object["metadata"]["uid"].is_string());
         assert!(w.object["metadata"].get("resourceVersion").is_none());
         assert!(api.get(&cm, Some("default"), "a").is_err());
+        // A dry run of a name that exists is refused like a real create.
+        api.create(
+            &cm,
+            Some("default"),
+            json!({"metadata": {"name": "taken"}}),
+            &opts(),
+        )
+        .unwrap();
+        let e = api
+            .create(
+                &cm,
+                Some("default"),
+                json!({"metadata": {"name": "taken"}}),
+                &dry,
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), 409);
         let w = api
             .create(
                 &cm,
