@@ -642,7 +642,7 @@ async fn read_manifest_or_explain(store: &Store, name: &str) -> anyhow::Result<B
 /// The human `describe` text.
 pub fn describe_text(m: &BackupManifest, store: &Store) -> String {
     let mut s = String::new();
-    let mut line = |k: &str, v: String| s.push_str(&format!("{:<19}{v}\n", format!("{k}:")));
+    let mut line = |k: &str, v: String| s.push_str(&format!("{:<22}{v}\n", format!("{k}:")));
     let o = &m.options;
     line("Name", m.name.clone());
     line("Location", store.name().to_owned());
