@@ -203,34 +203,22 @@ impl Store {
         key: &StorageKey,
         namespace: Option<&str>,
         name: &str,
-        mut obj: Value,
+        obj: Value,
     ) -> Result<Arc<Value>, Error> {
         let mut inner = self.lock();
         let okey = object_key(namespace, name);
         if inner.tables.get(key).is_some_and(|t| t.contains_key(&okey)) {
             return Err(Error::AlreadyExists);
         }
-        inner.rv += 1;
-        let rv = inner.rv;
-        set_rv(&mut obj, rv);
-        let obj = Arc::new(obj);
-        inner
-            .tables
-            .entry(key.clone())
-            .or_default()
-            .insert(okey, obj.clone());
-        self.record(
+        Ok(self.write(
             &mut inner,
-            Event {
-                rv,
-                key: key.clone(),
-                namespace: namespace.map(str::to_owned),
-                kind: EventType::Added,
-                object: obj.clone(),
-                old: None,
-            },
-        );
-        Ok(obj)
+            key,
+            namespace,
+            okey,
+            obj,
+            EventType::Added,
+            None,
+        ))
     }
 
     /// Replace an existing object if its stored resourceVersion is `expected_rv`
@@ -240,7 +228,7 @@ impl Store {
         key: &StorageKey,
         namespace: Option<&str>,
         name: &str,
-        mut obj: Value,
+        obj: Value,
         expected_rv: Option<&str>,
     ) -> Result<Arc<Value>, Error> {
         let mut inner = self.lock();
@@ -256,6 +244,30 @@ impl Store {
         {
             return Err(Error::Conflict);
         }
+        Ok(self.write(
+            &mut inner,
+            key,
+            namespace,
+            okey,
+            obj,
+            EventType::Modified,
+            Some(old),
+        ))
+    }
+
+    /// Store `obj` under the next resourceVersion and record the watch event
+    /// (shared by create and update).
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        inner: &mut Inner,
+        key: &StorageKey,
+        namespace: Option<&str>,
+        okey: String,
+        mut obj: Value,
+        kind: EventType,
+        old: Option<Arc<Value>>,
+    ) -> Arc<Value> {
         inner.rv += 1;
         let rv = inner.rv;
         set_rv(&mut obj, rv);
@@ -266,17 +278,17 @@ impl Store {
             .or_default()
             .insert(okey, obj.clone());
         self.record(
-            &mut inner,
+            inner,
             Event {
                 rv,
                 key: key.clone(),
                 namespace: namespace.map(str::to_owned),
-                kind: EventType::Modified,
+                kind,
                 object: obj.clone(),
-                old: Some(old),
+                old,
             },
         );
-        Ok(obj)
+        obj
     }
 
     /// Remove an object if its resourceVersion is `expected_rv` (when given); returns its
