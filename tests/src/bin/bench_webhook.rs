@@ -242,15 +242,24 @@ async fn run_step(
             (latencies, errors)
         }));
     }
+    // Requests are released by a plain thread: tokio's timer wheel has 1 ms
+    // granularity, which would add up to 1 ms of the generator's own lateness
+    // to every latency; a thread sleep overshoots by tens of microseconds.
+    // Latency counts from the scheduled instant, so a server that falls behind
+    // is charged for the queueing it causes (no coordinated omission).
     let start = Instant::now();
-    for i in 0..total {
-        let at = start + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(at.into()).await;
-        if tx.send((i, at)).await.is_err() {
-            break;
+    let dispatcher = std::thread::spawn(move || {
+        for i in 0..total {
+            let at = start + interval.mul_f64(i as f64);
+            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if tx.blocking_send((i, at)).is_err() {
+                break;
+            }
         }
-    }
-    drop(tx);
+    });
+    let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
     let mut latencies = Vec::with_capacity(total);
     let mut errors = 0;
     for w in workers {
