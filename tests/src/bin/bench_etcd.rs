@@ -34,6 +34,10 @@ struct Args {
     /// Value size of each key, KiB.
     #[arg(long, default_value_t = 64)]
     value_kib: usize,
+    /// Extra argument for `kubectl backup etcd snapshot` (repeatable), e.g.
+    /// `--plugin-arg=--level=1`.
+    #[arg(long = "plugin-arg", value_name = "ARG", allow_hyphen_values = true)]
+    plugin_args: Vec<String>,
 }
 
 /// A value that compresses about as well as Kubernetes objects do (JSON-ish
@@ -196,7 +200,8 @@ async fn main() -> anyhow::Result<()> {
         let mut cmd = Command::new(&plugin);
         cmd.args(["etcd", "snapshot", "--location"])
             .arg(format!("file://{}", folder.display()))
-            .args(etcd.client_flags());
+            .args(etcd.client_flags())
+            .args(&args.plugin_args);
         let (secs, rss) = measure(cmd, &rss_file)?;
         print_line(
             "kubectl backup etcd snapshot",
@@ -214,6 +219,7 @@ async fn main() -> anyhow::Result<()> {
         cmd.args(["etcd", "snapshot", "--location"])
             .arg(format!("s3://bench/run-{run}"))
             .args(etcd.client_flags())
+            .args(&args.plugin_args)
             .envs(s3.env());
         let (secs, rss) = measure(cmd, &rss_file)?;
         print_line(
