@@ -8,7 +8,12 @@
 //! - `metadata.managedFields` is removed (often half the object's size, and
 //!   meaningless on another cluster).
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Clean one listed object in place.
 pub fn clean_item(object: &mut Value, api_version: &str, kind: &str) {
@@ -36,6 +41,182 @@ pub fn identity(object: &Value) -> Option<(Option<&str>, &str)> {
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty());
     Some((namespace, name))
+}
+
+// === listed items, cleaned without building the whole tree ===
+
+/// One object from a LIST page, read shallowly: its top-level fields and its
+/// `metadata` fields as the server's own JSON text, in the server's order.
+/// Only what the backup looks at (name, namespace, one label) is decoded;
+/// `spec`, `data` and the rest pass through byte for byte. This is what
+/// [`clean_item`] does, without parsing and re-serializing every object.
+#[derive(Debug)]
+pub struct Listed<'a> {
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+    metadata: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+/// A list item as it comes off the page: `None` when its `metadata` is
+/// missing or not an object (it is then left out, like an object with no
+/// name). An item that is not an object at all fails the page.
+#[derive(Debug)]
+pub struct ListedItem<'a>(pub Option<Listed<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for ListedItem<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Fields(fields) = Fields::deserialize(deserializer)?;
+        Ok(ListedItem(Listed::from_fields(fields)))
+    }
+}
+
+impl<'a> Listed<'a> {
+    /// Read one object's JSON text; `None` as for [`ListedItem`].
+    pub fn parse(raw: &'a RawValue) -> Option<Listed<'a>> {
+        let Fields(fields) = serde_json::from_str(raw.get()).ok()?;
+        Listed::from_fields(fields)
+    }
+
+    fn from_fields(fields: Vec<(Cow<'a, str>, &'a RawValue)>) -> Option<Listed<'a>> {
+        let metadata = fields
+            .iter()
+            .find(|(k, _)| k == "metadata")
+            .and_then(|(_, v)| serde_json::from_str::<Fields<'a>>(v.get()).ok())?
+            .0;
+        Some(Listed { fields, metadata })
+    }
+
+    fn meta_str(&self, key: &str) -> Option<Cow<'a, str>> {
+        let (_, v) = self.metadata.iter().find(|(k, _)| k == key)?;
+        let CowStr(s) = serde_json::from_str(v.get()).ok()?;
+        Some(s)
+    }
+
+    /// `(namespace, name)`, as [`identity`] reads it.
+    pub fn identity(&self) -> Option<(Option<Cow<'a, str>>, Cow<'a, str>)> {
+        let name = self.meta_str("name").filter(|n| !n.is_empty())?;
+        let namespace = self.meta_str("namespace").filter(|n| !n.is_empty());
+        Some((namespace, name))
+    }
+
+    /// The value of label `key`, if the object has it.
+    pub fn label(&self, key: &str) -> Option<String> {
+        let (_, labels) = self.metadata.iter().find(|(k, _)| k == "labels")?;
+        // Most objects do not carry the label: skip decoding them.
+        if !labels.get().contains(key) && !labels.get().contains('\\') {
+            return None;
+        }
+        let map: std::collections::BTreeMap<String, Value> =
+            serde_json::from_str(labels.get()).ok()?;
+        map.get(key)?.as_str().map(str::to_owned)
+    }
+
+    /// The whole object as a tree, for the few types that need more than
+    /// the metadata (PVCs, CRDs).
+    pub fn value(&self) -> Option<Value> {
+        let mut map = serde_json::Map::new();
+        for (k, v) in &self.fields {
+            map.insert(k.clone().into_owned(), serde_json::from_str(v.get()).ok()?);
+        }
+        Some(Value::Object(map))
+    }
+
+    /// The cleaned object's JSON: `apiVersion` and `kind` set first, then the
+    /// server's fields in its order, with `metadata.managedFields` left out.
+    pub fn clean_json(&self, api_version: &str, kind: &str) -> Vec<u8> {
+        fn key(out: &mut Vec<u8>, k: &str) {
+            // Writing a string to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, k);
+            out.push(b':');
+        }
+        let size: usize = self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
+        let mut out = Vec::with_capacity(size + api_version.len() + kind.len() + 32);
+        out.push(b'{');
+        key(&mut out, "apiVersion");
+        let _ = serde_json::to_writer(&mut out, api_version);
+        out.push(b',');
+        key(&mut out, "kind");
+        let _ = serde_json::to_writer(&mut out, kind);
+        for (k, v) in &self.fields {
+            match k.as_ref() {
+                "apiVersion" | "kind" => continue,
+                "metadata" => {
+                    out.push(b',');
+                    key(&mut out, k);
+                    out.push(b'{');
+                    let mut first = true;
+                    for (mk, mv) in &self.metadata {
+                        if mk == "managedFields" {
+                            continue;
+                        }
+                        if !first {
+                            out.push(b',');
+                        }
+                        first = false;
+                        key(&mut out, mk);
+                        out.extend_from_slice(mv.get().as_bytes());
+                    }
+                    out.push(b'}');
+                }
+                _ => {
+                    out.push(b',');
+                    key(&mut out, k);
+                    out.extend_from_slice(v.get().as_bytes());
+                }
+            }
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// A JSON object's members in order, values left as text. A key repeated
+/// in the input keeps its last value, as a tree parse would.
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Fields<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'a>, M::Error> {
+                let mut out: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::new();
+                while let Some((CowStr(k), v)) = map.next_entry::<CowStr<'a>, &'a RawValue>()? {
+                    if let Some(slot) = out.iter_mut().find(|(have, _)| *have == k) {
+                        slot.1 = v;
+                    } else {
+                        out.push((k, v));
+                    }
+                }
+                Ok(Fields(out))
+            }
+        }
+        deserializer.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// A string that borrows from the input unless it holds escapes.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = CowStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<CowStr<'a>, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<CowStr<'a>, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(V(std::marker::PhantomData))
+    }
 }
 
 #[cfg(test)]
@@ -73,6 +254,85 @@ mod tests {
             json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
         clean_item(&mut w, "example.com/v1", "Widget");
         assert_eq!(w["apiVersion"], "example.com/v1");
+    }
+
+    /// The shallow path must produce exactly what `clean_item` produces.
+    fn same_as_tree_clean(original: Value, api_version: &str, kind: &str) {
+        let text = serde_json::to_string(&original).unwrap();
+        let raw: Box<RawValue> = serde_json::from_str(&text).unwrap();
+        let listed = Listed::parse(&raw).unwrap();
+        let shallow: Value = serde_json::from_slice(&listed.clean_json(api_version, kind)).unwrap();
+        let mut tree = original;
+        clean_item(&mut tree, api_version, kind);
+        assert_eq!(shallow, tree);
+    }
+
+    #[test]
+    fn shallow_clean_matches_tree_clean() {
+        same_as_tree_clean(
+            json!({
+                "metadata": {
+                    "name": "settings", "namespace": "shop", "uid": "u1",
+                    "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:data": {}}}],
+                    "labels": {"app": "shop"}
+                },
+                "data": {"a": "b", "quote\"d": "line\nbreak \u{e9}"}
+            }),
+            "v1",
+            "ConfigMap",
+        );
+        // Custom resources carry their own type, possibly after metadata.
+        same_as_tree_clean(
+            json!({"metadata": {"name": "w"}, "spec": {"n": [1, 2.5, null, true]},
+                   "apiVersion": "example.com/v1", "kind": "Widget"}),
+            "example.com/v1",
+            "Widget",
+        );
+        // Escaped keys survive.
+        same_as_tree_clean(
+            json!({"metadata": {"name": "x", "annotations": {"a\"b/c": "d"}}, "we\u{301}ird": 1}),
+            "v1",
+            "Secret",
+        );
+    }
+
+    #[test]
+    fn shallow_keeps_the_servers_field_order() {
+        let raw: Box<RawValue> = serde_json::from_str(
+            r#"{"metadata":{"uid":"u","name":"a","managedFields":[]},"spec":{"z":1,"a":2},"status":{}}"#,
+        )
+        .unwrap();
+        let listed = Listed::parse(&raw).unwrap();
+        assert_eq!(
+            String::from_utf8(listed.clean_json("v1", "Pod")).unwrap(),
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","name":"a"},"spec":{"z":1,"a":2},"status":{}}"#
+        );
+    }
+
+    #[test]
+    fn shallow_reads_identity_and_labels() {
+        let raw: Box<RawValue> = serde_json::from_str(
+            r#"{"metadata":{"name":"a\u0062","namespace":"n","labels":{"kubectl-backup.dev/exclude-from-backup":"true","x":"y"}}}"#,
+        )
+        .unwrap();
+        let listed = Listed::parse(&raw).unwrap();
+        let (ns, name) = listed.identity().unwrap();
+        assert_eq!((ns.as_deref(), name.as_ref()), (Some("n"), "ab"));
+        assert_eq!(
+            listed.label(backup_common::LABEL_EXCLUDE_FROM_BACKUP).as_deref(),
+            Some("true")
+        );
+        assert_eq!(listed.label("missing"), None);
+
+        let cluster: Box<RawValue> = serde_json::from_str(r#"{"metadata":{"name":"pv","namespace":""}}"#).unwrap();
+        let (ns, name) = Listed::parse(&cluster).unwrap().identity().unwrap();
+        assert_eq!((ns, name.as_ref()), (None, "pv"));
+        let nameless: Box<RawValue> = serde_json::from_str(r#"{"metadata":{}}"#).unwrap();
+        assert!(Listed::parse(&nameless).unwrap().identity().is_none());
+        for not_an_object in [r#"[1]"#, r#""s""#, r#"{"metadata":"x"}"#, r#"{}"#] {
+            let raw: Box<RawValue> = serde_json::from_str(not_an_object).unwrap();
+            assert!(Listed::parse(&raw).is_none(), "{not_an_object}");
+        }
     }
 
     #[test]

@@ -44,10 +44,23 @@ where
     T: DeserializeOwned,
     F: Fn() -> Result<http::Request<Vec<u8>>, kube::Error>,
 {
+    let text = request_text_with_retry(client, build).await?;
+    serde_json::from_str(&text).map_err(kube::Error::SerdeError)
+}
+
+/// [`request_with_retry`], returning the body as text: for callers that
+/// read it in place instead of into owned values.
+pub async fn request_text_with_retry<F>(
+    client: &kube::Client,
+    build: F,
+) -> Result<String, kube::Error>
+where
+    F: Fn() -> Result<http::Request<Vec<u8>>, kube::Error>,
+{
     let mut attempt = 0;
     loop {
         let request = build()?;
-        match client.request::<T>(request).await {
+        match client.request_text(request).await {
             Ok(v) => return Ok(v),
             Err(e) if is_retryable(&e) && attempt + 1 < MAX_ATTEMPTS => {
                 attempt += 1;

@@ -11,6 +11,7 @@
 //! `InProgress`); whatever happens afterwards ends in a final `backup.json`
 //! that says `Completed`, `PartiallyFailed` or `Failed` with its reason.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io::{Seek, Write};
@@ -18,6 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use backup_common::LABEL_EXCLUDE_FROM_BACKUP;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -29,9 +31,9 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::clean::{clean_item, identity};
+use super::clean::{ListedItem, clean_item, identity};
 use super::discovery::{DiscoveredResource, discover};
-use super::retry::request_with_retry;
+use super::retry::{request_text_with_retry, request_with_retry};
 use super::select::{
     NamespaceFilter, ResourcePlan, excluded_by_label, is_persistent_volume_claims, plan_resources,
 };
@@ -128,8 +130,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A LIST page read in place: items are cleaned from the server's own text.
 #[derive(Deserialize)]
-struct RawList {
+struct Page<'a> {
+    #[serde(default)]
+    metadata: RawListMeta,
+    #[serde(default, borrow)]
+    items: Vec<ListedItem<'a>>,
+}
+
+impl<'a> Page<'a> {
+    fn parse(text: &'a str) -> Result<Page<'a>, kube::Error> {
+        serde_json::from_str(text).map_err(kube::Error::SerdeError)
+    }
+}
+
+/// A LIST page read into trees.
+#[derive(Deserialize)]
+struct FullPage {
     #[serde(default)]
     metadata: RawListMeta,
     #[serde(default)]
@@ -152,12 +170,21 @@ enum Keep {
 }
 
 impl Keep {
-    fn keeps(&self, object: &Value, namespace: Option<&str>, name: &str) -> bool {
+    /// `object` is asked for only when the decision needs more than the name.
+    fn keeps(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        object: impl FnOnce() -> Option<Value>,
+    ) -> bool {
         match self {
             Keep::All => true,
             Keep::InNamespaces(set) => namespace.is_some_and(|ns| set.contains(ns)),
             Keep::Named(set) => set.contains(name),
             Keep::CrdsOf(set) => {
+                let Some(object) = object() else {
+                    return false;
+                };
                 let group = object.pointer("/spec/group").and_then(Value::as_str);
                 let plural = object.pointer("/spec/names/plural").and_then(Value::as_str);
                 match (group, plural) {
@@ -593,6 +620,21 @@ async fn list_everything(
             else {
                 continue;
             };
+            if excluded_by_label(&ns) {
+                shared.skipped.fetch_add(1, Ordering::Relaxed);
+                let entry = LogEntry {
+                    time: Utc::now(),
+                    action: LogAction::Skipped,
+                    resource: Some(ns_type.key.to_string()),
+                    namespace: None,
+                    name: Some(name),
+                    message: Some(excluded_message()),
+                };
+                tx.send(Msg::Log(entry))
+                    .await
+                    .map_err(|_| Error::WriterStopped)?;
+                continue;
+            }
             clean_item(&mut ns, &ns_type.api_version(), &ns_type.kind);
             let json = serde_json::to_vec(&ns).map_err(|e| Error::Internal(e.to_string()))?;
             tx.send(Msg::Item(
@@ -694,7 +736,19 @@ async fn run_jobs(
     tx: &mpsc::Sender<Msg>,
 ) -> Result<(), Error> {
     futures::stream::iter(jobs)
-        .map(|job| run_job(client, job, shared, counters, tx))
+        .map(|job| {
+            let (client, shared, counters, tx) =
+                (client.clone(), shared.clone(), counters.clone(), tx.clone());
+            // Each job is a task of its own, so pages are cleaned on every
+            // core; dropping this future (Ctrl-C) aborts the tasks.
+            let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+                run_job(&client, job, &shared, &counters, &tx).await
+            }));
+            async move {
+                task.await
+                    .map_err(|e| Error::Internal(format!("a listing task failed: {e}")))?
+            }
+        })
         .buffer_unordered(LIST_CONCURRENCY)
         .try_collect::<()>()
         .await
@@ -713,15 +767,22 @@ async fn run_job(
     let resource_name = res.key.to_string();
     let mut continue_token: Option<String> = None;
     loop {
-        let page = match fetch_page(
+        let text = fetch_page(
             client,
             res,
             job.namespace.as_deref(),
             job.selector.as_deref(),
             continue_token.take(),
         )
-        .await
-        {
+        .await;
+        let text = match text {
+            Ok(text) => text,
+            Err(e) => {
+                counters.lists_done.fetch_add(1, Ordering::Relaxed);
+                return record_list_failure(&job, &resource_name, &e, shared, tx).await;
+            }
+        };
+        let page = match Page::parse(&text) {
             Ok(page) => page,
             Err(e) => {
                 counters.lists_done.fetch_add(1, Ordering::Relaxed);
@@ -729,42 +790,40 @@ async fn run_job(
             }
         };
         let mut sent = 0u64;
-        for mut item in page.items {
-            let Some((ns, name)) =
-                identity(&item).map(|(a, b)| (a.map(str::to_owned), b.to_owned()))
-            else {
+        for ListedItem(item) in &page.items {
+            let Some(item) = item else {
                 continue;
             };
-            if !job.keep.keeps(&item, ns.as_deref(), &name) {
+            let Some((ns, name)) = item.identity() else {
+                continue;
+            };
+            if !job.keep.keeps(ns.as_deref(), &name, || item.value()) {
                 continue;
             }
-            if excluded_by_label(&item) {
+            if item.label(LABEL_EXCLUDE_FROM_BACKUP).as_deref() == Some("true") {
                 shared.skipped.fetch_add(1, Ordering::Relaxed);
                 let entry = LogEntry {
                     time: Utc::now(),
                     action: LogAction::Skipped,
                     resource: Some(resource_name.clone()),
-                    namespace: ns,
-                    name: Some(name),
-                    message: Some(format!(
-                        "labelled {}=true",
-                        backup_common::LABEL_EXCLUDE_FROM_BACKUP
-                    )),
+                    namespace: ns.map(Cow::into_owned),
+                    name: Some(name.into_owned()),
+                    message: Some(excluded_message()),
                 };
                 tx.send(Msg::Log(entry))
                     .await
                     .map_err(|_| Error::WriterStopped)?;
                 continue;
             }
-            clean_item(&mut item, &api_version, &res.kind);
-            if is_pvc && let Some(pvc) = PvcRef::from_object(&item) {
+            if is_pvc && let Some(pvc) = item.value().as_ref().and_then(PvcRef::from_object) {
                 lock(&shared.pvcs).push(pvc);
             }
-            let json = serde_json::to_vec(&item).map_err(|e| Error::Internal(e.to_string()))?;
-            drop(item);
+            let json = item.clean_json(&api_version, &res.kind);
             let path = match ns {
-                Some(ns) if res.namespaced => ItemPath::namespaced(res.key.clone(), ns, name),
-                _ => ItemPath::cluster(res.key.clone(), name),
+                Some(ns) if res.namespaced => {
+                    ItemPath::namespaced(res.key.clone(), ns.into_owned(), name.into_owned())
+                }
+                _ => ItemPath::cluster(res.key.clone(), name.into_owned()),
             };
             tx.send(Msg::Item(path, json))
                 .await
@@ -779,6 +838,10 @@ async fn run_job(
     }
     counters.lists_done.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+fn excluded_message() -> String {
+    format!("labelled {LABEL_EXCLUDE_FROM_BACKUP}=true")
 }
 
 async fn record_list_failure(
@@ -819,14 +882,14 @@ async fn record_list_failure(
         .map_err(|_| Error::WriterStopped)
 }
 
-/// One LIST page, retried on 429/5xx.
+/// One LIST page's text, retried on 429/5xx.
 async fn fetch_page(
     client: &kube::Client,
     res: &DiscoveredResource,
     namespace: Option<&str>,
     selector: Option<&str>,
     continue_token: Option<String>,
-) -> Result<RawList, kube::Error> {
+) -> Result<String, kube::Error> {
     let path = res.collection_path(namespace);
     let params = ListParams {
         label_selector: selector.map(str::to_owned),
@@ -834,7 +897,7 @@ async fn fetch_page(
         continue_token,
         ..Default::default()
     };
-    request_with_retry(client, || {
+    request_text_with_retry(client, || {
         kube::core::Request::new(path.as_str())
             .list(&params)
             .map_err(kube::Error::BuildRequest)
@@ -850,7 +913,8 @@ async fn list_all(
     let mut all = Vec::new();
     let mut token = None;
     loop {
-        let page = fetch_page(client, res, None, None, token).await?;
+        let text = fetch_page(client, res, None, None, token).await?;
+        let page: FullPage = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
         all.extend(page.items);
         token = page.metadata.continue_token.filter(|c| !c.is_empty());
         if token.is_none() {
@@ -1295,16 +1359,18 @@ mod tests {
             "example.com".to_owned(),
             "widgets".to_owned(),
         )]));
-        assert!(Keep::CrdsOf(set.clone()).keeps(&crd, None, "widgets.example.com"));
+        assert!(Keep::CrdsOf(set.clone()).keeps(None, "widgets.example.com", || Some(crd.clone())));
         let other =
             serde_json::json!({"spec": {"group": "other.io", "names": {"plural": "widgets"}}});
-        assert!(!Keep::CrdsOf(set).keeps(&other, None, "widgets.other.io"));
+        assert!(!Keep::CrdsOf(set).keeps(None, "widgets.other.io", || Some(other.clone())));
         let ns = Arc::new(BTreeSet::from(["a".to_owned()]));
-        assert!(Keep::InNamespaces(ns.clone()).keeps(&crd, Some("a"), "x"));
-        assert!(!Keep::InNamespaces(ns).keeps(&crd, Some("b"), "x"));
+        assert!(Keep::InNamespaces(ns.clone()).keeps(Some("a"), "x", || Some(crd.clone())));
+        assert!(!Keep::InNamespaces(ns).keeps(Some("b"), "x", || Some(crd.clone())));
         let names = Arc::new(BTreeSet::from(["pv-1".to_owned()]));
-        assert!(Keep::Named(names.clone()).keeps(&crd, None, "pv-1"));
-        assert!(!Keep::Named(names).keeps(&crd, None, "pv-2"));
+        assert!(Keep::Named(names.clone()).keeps(None, "pv-1", || Some(crd.clone())));
+        assert!(!Keep::Named(names).keeps(None, "pv-2", || Some(crd.clone())));
+        // A CRD that cannot be read is not kept.
+        assert!(!Keep::CrdsOf(Arc::new(BTreeSet::new())).keeps(None, "x", || None));
     }
 
     #[test]
