@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::core::params::{GetParams, Patch, PatchParams, PostParams};
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -398,13 +399,13 @@ impl Engine {
         let mut waited_for_termination = false;
         loop {
             let request = kube::core::Request::new(url).create(&params, body.clone());
-            match self.send(request).await {
+            match self.send::<Written>(request).await {
                 Ok(created) => {
                     let message = self
                         .options
                         .dry_run
                         .then(|| "dry run: would be created".to_owned());
-                    return (Action::Created, message, uid_of(&created));
+                    return (Action::Created, message, created.metadata.uid);
                 }
                 Err(Failure::Api(status))
                     if status.reason == "AlreadyExists" || status.code == 409 =>
@@ -472,7 +473,7 @@ impl Engine {
             ..Default::default()
         };
         let full = kube::core::Request::new(url).patch(name, &params, &Patch::Merge(&desired));
-        match self.send(full).await {
+        match self.send::<IgnoredAny>(full).await {
             Ok(_) => (Action::Updated, None),
             Err(Failure::Api(status)) if status.code == 422 || status.code == 400 => {
                 let metadata_only = json!({"metadata": {
@@ -484,7 +485,7 @@ impl Engine {
                     &params,
                     &Patch::Merge(&metadata_only),
                 );
-                match self.send(request).await {
+                match self.send::<IgnoredAny>(request).await {
                     Ok(_) => (
                         Action::Updated,
                         Some(format!(
@@ -529,16 +530,18 @@ impl Engine {
     }
 
     /// Send a request, retrying what is worth retrying.
-    async fn send(
+    /// Send with retries; the answer is read as `T` (a small `T` skips the
+    /// rest of the object without building it).
+    async fn send<T: serde::de::DeserializeOwned>(
         &self,
         request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
-    ) -> Result<Value, Failure> {
+    ) -> Result<T, Failure> {
         let request = request.map_err(|e| Failure::Other(e.to_string()))?;
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=ATTEMPTS {
             let (parts, body) = clone_request(&request);
             let req = http::Request::from_parts(parts, body);
-            match self.client.request::<Value>(req).await {
+            match self.client.request::<T>(req).await {
                 Ok(value) => return Ok(value),
                 Err(kube::Error::Api(status)) => {
                     let retry = status.code == 429 || (status.code >= 500 && status.code != 501);
@@ -658,7 +661,7 @@ impl Engine {
                 &params,
                 &Patch::Merge(&patch),
             );
-            if let Err(failure) = self.send(request).await {
+            if let Err(failure) = self.send::<IgnoredAny>(request).await {
                 warnings.push(problem(format!(
                     "cannot set its owner references: {failure}"
                 )));
@@ -708,6 +711,19 @@ fn clone_request(request: &http::Request<Vec<u8>>) -> (http::request::Parts, Vec
         Err(_) => http::Request::new(()).into_parts(),
     };
     (parts, request.body().clone())
+}
+
+/// What a restore reads of the server's answer to a create: the new uid.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Written {
+    #[serde(default)]
+    metadata: WrittenMeta,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct WrittenMeta {
+    #[serde(default)]
+    uid: Option<String>,
 }
 
 fn uid_of(object: &Value) -> Option<String> {

@@ -1,7 +1,10 @@
 //! `bench-backup`: how fast `kubectl backup create` dumps a cluster, side by
 //! side with the naive way (`kubectl get <each listable resource> -A -o json`,
-//! one after the other) and the floor (a raw concurrent LIST of everything,
-//! paginated, parsed, nothing written).
+//! one after the other) and the floor: a process that does only what no
+//! backup can skip (start, connect, discover, LIST every listable type
+//! concurrently and paginated, read the pages) and writes nothing. It is
+//! this same program run with `--floor`, so it pays the same process start,
+//! TLS handshake and discovery as the plugin does.
 //!
 //! Seeds N objects (ConfigMaps, Secrets of a few KiB, Deployments, Services
 //! and custom resources) across M namespaces into the harness cluster (the
@@ -46,12 +49,24 @@ struct Args {
     /// The plugin binary (default: next to this one).
     #[arg(long)]
     plugin: Option<PathBuf>,
+    /// Be the floor: list everything in the cluster of `--kubeconfig`, print
+    /// `{"objects": N}` and exit (used by the benchmark itself).
+    #[arg(long, hide = true, requires = "kubeconfig")]
+    floor: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     e2e::cluster::install_crypto_provider();
+    if args.floor
+        && let Some(kubeconfig) = &args.kubeconfig
+    {
+        let client = e2e::cluster::client_for(kubeconfig).await?;
+        let objects = raw_list_everything(&client).await?;
+        println!("{}", json!({ "objects": objects }));
+        return Ok(());
+    }
     let _cluster;
     let kubeconfig: PathBuf = match &args.kubeconfig {
         Some(k) => k.clone(),
@@ -72,14 +87,22 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    // The floor: every listable type, paginated, concurrently, nothing written.
-    let (floor_objects, floor_wall) = raw_list_everything(&client).await?;
+    // The floor: a process that discovers and lists everything, writes nothing.
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("--floor")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let (out, floor_wall, rss) = run_measured(cmd, &[])?;
+    let floor: Value = serde_json::from_slice(&out).context("the floor printed no count")?;
+    let floor_objects = floor["objects"].as_u64().unwrap_or(0);
     print_line(json!({
         "contender": "raw-concurrent-list (floor)",
         "objects": floor_objects,
         "wall_s": round(floor_wall),
         "objects_per_s": round(floor_objects as f64 / floor_wall),
-        "peak_rss_mib": Value::Null,
+        "peak_rss_mib": rss.map(|kib| round(kib as f64 / 1024.0)),
         "archive_bytes": Value::Null,
     }));
 
@@ -170,9 +193,9 @@ struct PageMeta {
     continue_token: Option<String>,
 }
 
-async fn raw_list_everything(client: &kube::Client) -> anyhow::Result<(u64, f64)> {
+/// Objects listed: discovery, then every listable type, 8 at a time, pages of 500.
+async fn raw_list_everything(client: &kube::Client) -> anyhow::Result<u64> {
     let types = listable(client).await?;
-    let started = Instant::now();
     let counts: Vec<u64> = futures::stream::iter(types)
         .map(|(path, _)| async move {
             let mut n = 0u64;
@@ -200,7 +223,7 @@ async fn raw_list_everything(client: &kube::Client) -> anyhow::Result<(u64, f64)
         .buffer_unordered(8)
         .try_collect()
         .await?;
-    Ok((counts.iter().sum(), started.elapsed().as_secs_f64()))
+    Ok(counts.iter().sum())
 }
 
 fn urlencode(s: &str) -> String {

@@ -789,32 +789,9 @@ impl Api {
         }
         match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "services") => {
-                let key = StorageKey {
-                    group: String::new(),
-                    plural: "services".into(),
-                };
-                for s in self.store.all(&key) {
-                    for ip in s
-                        .pointer("/spec/clusterIPs")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        if let Some(ip) = ip.as_str() {
-                            ctx.used_cluster_ips.insert(ip.to_owned());
-                        }
-                    }
-                    for p in s
-                        .pointer("/spec/ports")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
-                        if let Some(np) = p.get("nodePort").and_then(Value::as_u64) {
-                            ctx.used_node_ports.insert(np);
-                        }
-                    }
-                }
+                let held = self.store.service_allocations();
+                ctx.used_cluster_ips = held.cluster_ips;
+                ctx.used_node_ports = held.node_ports;
             }
             ("", "persistentvolumeclaims") => {
                 let key = StorageKey {

@@ -6,7 +6,7 @@
 //! deployment, replica-set and stateful-set controllers (Pods stay Pending:
 //! there is no scheduler or kubelet, as on the recorded cluster).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -224,18 +224,25 @@ fn controller_ref(kind: &str, owner: &Value) -> Value {
     }])
 }
 
-fn controlled_by<'a>(objects: &'a [Arc<Value>], owner_uid: &str) -> Vec<&'a Arc<Value>> {
-    objects
-        .iter()
-        .filter(|o| {
-            o.pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|refs| {
-                    refs.iter()
-                        .any(|r| r["uid"] == owner_uid && r["controller"] == true)
-                })
-        })
-        .collect()
+/// `objects` grouped by the uid of their controller (the owner reference with
+/// `controller: true`), built once per pass so that each owner finds its
+/// dependents without scanning every object again.
+fn by_controller(objects: &[Arc<Value>]) -> HashMap<&str, Vec<&Arc<Value>>> {
+    let mut out: HashMap<&str, Vec<&Arc<Value>>> = HashMap::new();
+    for o in objects {
+        let refs = o
+            .get("metadata")
+            .and_then(|m| m.get("ownerReferences"))
+            .and_then(Value::as_array);
+        for r in refs.into_iter().flatten() {
+            if r["controller"] == true
+                && let Some(uid) = r["uid"].as_str()
+            {
+                out.entry(uid).or_default().push(o);
+            }
+        }
+    }
+    out
 }
 
 /// The deployment and replica-set controllers: each Deployment gets a ReplicaSet
@@ -258,6 +265,7 @@ pub fn reconcile_workloads(api: &Api) {
     };
     let deployments = api.store.all(&key("apps", "deployments"));
     let replica_sets = api.store.all(&key("apps", "replicasets"));
+    let rs_by_owner = by_controller(&replica_sets);
     for d in deployments
         .iter()
         .filter(|d| meta_str(d, "deletionTimestamp").is_none())
@@ -271,7 +279,7 @@ pub fn reconcile_workloads(api: &Api) {
             .pointer("/spec/replicas")
             .and_then(Value::as_i64)
             .unwrap_or(1);
-        let owned = controlled_by(&replica_sets, uid);
+        let owned = rs_by_owner.get(uid).cloned().unwrap_or_default();
         let revision = owned.len() as i64 + 1;
         let current = owned
             .iter()
@@ -332,6 +340,7 @@ pub fn reconcile_workloads(api: &Api) {
     }
     let replica_sets = api.store.all(&key("apps", "replicasets"));
     let pods = api.store.all(&key("", "pods"));
+    let pods_by_owner = by_controller(&pods);
     for rs in replica_sets
         .iter()
         .filter(|r| meta_str(r, "deletionTimestamp").is_none())
@@ -343,8 +352,11 @@ pub fn reconcile_workloads(api: &Api) {
             .and_then(Value::as_i64)
             .unwrap_or(1)
             .max(0) as usize;
-        let mut have: Vec<&Arc<Value>> = controlled_by(&pods, uid)
+        let mut have: Vec<&Arc<Value>> = pods_by_owner
+            .get(uid)
             .into_iter()
+            .flatten()
+            .copied()
             .filter(|p| meta_str(p, "deletionTimestamp").is_none())
             .collect();
         for _ in have.len()..want {

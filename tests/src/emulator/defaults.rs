@@ -6,6 +6,7 @@
 //! create resets.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -18,9 +19,9 @@ use super::status::{ApiError, Cause};
 #[derive(Debug, Default)]
 pub struct Context {
     /// Cluster IPs already allocated to Services.
-    pub used_cluster_ips: HashSet<String>,
+    pub used_cluster_ips: Arc<HashSet<String>>,
     /// Node ports already allocated.
-    pub used_node_ports: HashSet<u64>,
+    pub used_node_ports: Arc<HashSet<u64>>,
     /// The name of the default StorageClass, if any.
     pub default_storage_class: Option<String>,
 }
@@ -672,7 +673,7 @@ fn service_create(obj: &mut Value, name: &str, ctx: &Context) -> Result<(), ApiE
         if ty == "LoadBalancer" {
             default(spec, "allocateLoadBalancerNodePorts", json!(true));
         }
-        let mut used = ctx.used_node_ports.clone();
+        let mut used = (*ctx.used_node_ports).clone();
         if let Some(Value::Array(ports)) = spec.get_mut("ports") {
             for p in ports.iter_mut().filter_map(Value::as_object_mut) {
                 match p.get("nodePort").and_then(Value::as_u64) {
@@ -713,17 +714,18 @@ fn service_create(obj: &mut Value, name: &str, ctx: &Context) -> Result<(), ApiE
 
 /// The next free address of the default service CIDR 10.96.0.0/12 (10.96.0.1 is the
 /// `kubernetes` Service, 10.96.0.10 is conventionally DNS).
+/// A free address of the service range 10.96.0.0/12, picked at random as the
+/// API server's allocator does (10.96.0.1-10.96.0.10 are left to the
+/// well-known Services, such as `kubernetes`, that claim them explicitly).
 fn allocate_ip(used: &HashSet<String>) -> Option<String> {
-    (11u32..(1 << 20) - 1)
-        .map(|n| {
-            let addr = (10u32 << 24) | (96 << 16) | n;
-            format!(
-                "{}.{}.{}.{}",
-                addr >> 24,
-                (addr >> 16) & 0xff,
-                (addr >> 8) & 0xff,
-                addr & 0xff
-            )
+    const FIRST: u32 = 11;
+    const END: u32 = (1 << 20) - 1;
+    let span = END - FIRST;
+    let start = rand::random_range(0..span);
+    (0..span)
+        .map(|i| {
+            let addr = (10u32 << 24) | (96 << 16) | (FIRST + (start + i) % span);
+            std::net::Ipv4Addr::from(addr).to_string()
         })
         .find(|ip| !used.contains(ip))
 }
@@ -791,11 +793,16 @@ mod tests {
         let reg = Registry::builtin().unwrap();
         let rt = reg.lookup("", "v1", "services").unwrap();
         let mut ctx = Context::default();
-        ctx.used_cluster_ips.insert("10.96.0.11".into());
-        ctx.used_node_ports.insert(30000);
+        Arc::make_mut(&mut ctx.used_cluster_ips).insert("10.96.0.11".into());
+        Arc::make_mut(&mut ctx.used_node_ports).insert(30000);
         let mut svc = json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}});
         on_create(&rt, &mut svc, &ctx).unwrap();
-        assert_eq!(svc["spec"]["clusterIP"], "10.96.0.12");
+        let ip: std::net::Ipv4Addr = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+        // Random in the range, above the reserved first addresses, not the used one.
+        let first_free = u32::from(std::net::Ipv4Addr::new(10, 96, 0, 12));
+        let broadcast = u32::from(std::net::Ipv4Addr::new(10, 111, 255, 255));
+        assert!((first_free..broadcast).contains(&u32::from(ip)), "{ip}");
+        assert_eq!(svc["spec"]["clusterIPs"], json!([ip.to_string()]));
         assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30001);
         assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
         let mut taken = json!({"metadata": {"name": "x"}, "spec": {"clusterIP": "10.96.0.11"}});

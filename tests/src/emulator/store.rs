@@ -9,7 +9,7 @@
 //! Objects are stored without `kind`/`apiVersion` (the handler adds them for
 //! the version asked for), with `metadata.resourceVersion` kept current.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -77,10 +77,67 @@ pub enum Error {
     Conflict,
 }
 
+/// Cluster IPs and node ports held by Services. The API server keeps these
+/// in allocator bitmaps beside the objects; here they follow every write of
+/// a Service, so allocating one never scans all Services.
+#[derive(Debug, Default, Clone)]
+pub struct ServiceAllocations {
+    /// Every entry of every Service's `spec.clusterIPs`.
+    pub cluster_ips: Arc<HashSet<String>>,
+    /// Every `spec.ports[].nodePort`.
+    pub node_ports: Arc<HashSet<u64>>,
+}
+
+impl ServiceAllocations {
+    fn held(service: &Value) -> (Vec<&str>, Vec<u64>) {
+        let spec = service.get("spec");
+        let ips = spec
+            .and_then(|s| s.get("clusterIPs"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let ports = spec
+            .and_then(|s| s.get("ports"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+            .collect();
+        (ips, ports)
+    }
+
+    /// `old` was replaced by `new` (either may be absent).
+    fn replace(&mut self, old: Option<&Value>, new: Option<&Value>) {
+        if let Some(old) = old {
+            let (ips, ports) = Self::held(old);
+            let cluster_ips = Arc::make_mut(&mut self.cluster_ips);
+            for ip in ips {
+                cluster_ips.remove(ip);
+            }
+            let node_ports = Arc::make_mut(&mut self.node_ports);
+            for p in ports {
+                node_ports.remove(&p);
+            }
+        }
+        if let Some(new) = new {
+            let (ips, ports) = Self::held(new);
+            Arc::make_mut(&mut self.cluster_ips).extend(ips.into_iter().map(str::to_owned));
+            Arc::make_mut(&mut self.node_ports).extend(ports);
+        }
+    }
+}
+
+fn is_services(key: &StorageKey) -> bool {
+    key.group.is_empty() && key.plural == "services"
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     rv: u64,
     tables: HashMap<StorageKey, BTreeMap<String, Arc<Value>>>,
+    services: ServiceAllocations,
     history: VecDeque<Arc<Event>>,
     /// Events after this revision are all in `history`.
     floor: u64,
@@ -277,6 +334,9 @@ impl Store {
             .entry(key.clone())
             .or_default()
             .insert(okey, obj.clone());
+        if is_services(key) {
+            inner.services.replace(old.as_deref(), Some(&obj));
+        }
         self.record(
             inner,
             Event {
@@ -315,6 +375,9 @@ impl Store {
         }
         if let Some(t) = inner.tables.get_mut(key) {
             t.remove(&okey);
+        }
+        if is_services(key) {
+            inner.services.replace(Some(&old), None);
         }
         inner.rv += 1;
         let rv = inner.rv;
@@ -399,6 +462,11 @@ impl Store {
             .get(key)
             .map(|t| t.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The cluster IPs and node ports Services hold now.
+    pub fn service_allocations(&self) -> ServiceAllocations {
+        self.lock().services.clone()
     }
 
     /// The keys of all non-empty tables.
