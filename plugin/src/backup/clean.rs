@@ -128,7 +128,11 @@ impl<'a> Listed<'a> {
             let _ = serde_json::to_writer(&mut *out, k);
             out.push(b':');
         }
-        let size: usize = self.fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum();
+        let size: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum();
         let mut out = Vec::with_capacity(size + api_version.len() + kind.len() + 32);
         out.push(b'{');
         key(&mut out, "apiVersion");
@@ -319,12 +323,15 @@ mod tests {
         let (ns, name) = listed.identity().unwrap();
         assert_eq!((ns.as_deref(), name.as_ref()), (Some("n"), "ab"));
         assert_eq!(
-            listed.label(backup_common::LABEL_EXCLUDE_FROM_BACKUP).as_deref(),
+            listed
+                .label(backup_common::LABEL_EXCLUDE_FROM_BACKUP)
+                .as_deref(),
             Some("true")
         );
         assert_eq!(listed.label("missing"), None);
 
-        let cluster: Box<RawValue> = serde_json::from_str(r#"{"metadata":{"name":"pv","namespace":""}}"#).unwrap();
+        let cluster: Box<RawValue> =
+            serde_json::from_str(r#"{"metadata":{"name":"pv","namespace":""}}"#).unwrap();
         let (ns, name) = Listed::parse(&cluster).unwrap().identity().unwrap();
         assert_eq!((ns, name.as_ref()), (None, "pv"));
         let nameless: Box<RawValue> = serde_json::from_str(r#"{"metadata":{}}"#).unwrap();

@@ -87,6 +87,19 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    // Controllers keep creating ReplicaSets and Pods for a while after the
+    // seeding: wait until the cluster holds still, so every contender sees
+    // the same objects.
+    let mut last = raw_list_everything(&client).await?;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = raw_list_everything(&client).await?;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+
     // The floor: a process that discovers and lists everything, writes nothing.
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("--floor")
