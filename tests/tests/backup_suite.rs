@@ -1294,3 +1294,46 @@ async fn ctrl_c_marks_the_backup_failed() {
         .await;
     }
 }
+
+/// A Namespace labelled to be excluded is left out like any other labelled
+/// object (and logged as skipped); what it holds is still backed up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_labelled_exclude_from_backup_is_skipped() {
+    let ctx = Ctx::new(Backend::local()).await;
+    let client = ctx.client().await;
+    let ns = ctx
+        .cluster
+        .temp_namespace("bkexcl")
+        .await
+        .expect("namespace");
+    send(
+        &client,
+        http::Method::PATCH,
+        &format!("/api/v1/namespaces/{}", ns.name()),
+        "application/merge-patch+json",
+        &json!({"metadata": {"labels": {backup_common::LABEL_EXCLUDE_FROM_BACKUP: "true"}}}),
+    )
+    .await;
+    post(
+        &client,
+        &format!("/api/v1/namespaces/{}/configmaps", ns.name()),
+        json!({"metadata": {"name": "kept"}, "data": {"k": "v"}}),
+    )
+    .await;
+    let name = format!("excl-{}", random(5));
+    ctx.ok(&["create", &name, "--include-namespaces", ns.name()]);
+    let archive = ctx.archive(&name);
+    assert!(
+        !archive.has(&format!("resources/namespaces/cluster/{}.json", ns.name())),
+        "the labelled Namespace object is not backed up"
+    );
+    assert!(archive.has(&format!(
+        "resources/configmaps/namespaces/{}/kept.json",
+        ns.name()
+    )));
+    let logs = ctx.ok(&["logs", &name]);
+    assert!(
+        logs.contains(&format!("skipped     namespaces {}", ns.name())),
+        "{logs}"
+    );
+}
