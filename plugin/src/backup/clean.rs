@@ -70,12 +70,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for ListedItem<'a> {
 }
 
 impl<'a> Listed<'a> {
-    /// Read one object's JSON text; `None` as for [`ListedItem`].
-    pub fn parse(raw: &'a RawValue) -> Option<Listed<'a>> {
-        let Fields(fields) = serde_json::from_str(raw.get()).ok()?;
-        Listed::from_fields(fields)
-    }
-
     fn from_fields(fields: Vec<(Cow<'a, str>, &'a RawValue)>) -> Option<Listed<'a>> {
         let metadata = fields
             .iter()
@@ -260,11 +254,15 @@ mod tests {
         assert_eq!(w["apiVersion"], "example.com/v1");
     }
 
+    /// One list item, read as a LIST page's items are.
+    fn read_item(text: &str) -> Result<Option<Listed<'_>>, serde_json::Error> {
+        serde_json::from_str::<ListedItem>(text).map(|item| item.0)
+    }
+
     /// The shallow path must produce exactly what `clean_item` produces.
     fn same_as_tree_clean(original: Value, api_version: &str, kind: &str) {
         let text = serde_json::to_string(&original).unwrap();
-        let raw: Box<RawValue> = serde_json::from_str(&text).unwrap();
-        let listed = Listed::parse(&raw).unwrap();
+        let listed = read_item(&text).unwrap().unwrap();
         let shallow: Value = serde_json::from_slice(&listed.clean_json(api_version, kind)).unwrap();
         let mut tree = original;
         clean_item(&mut tree, api_version, kind);
@@ -302,11 +300,8 @@ mod tests {
 
     #[test]
     fn shallow_keeps_the_servers_field_order() {
-        let raw: Box<RawValue> = serde_json::from_str(
-            r#"{"metadata":{"uid":"u","name":"a","managedFields":[]},"spec":{"z":1,"a":2},"status":{}}"#,
-        )
-        .unwrap();
-        let listed = Listed::parse(&raw).unwrap();
+        let text = r#"{"metadata":{"uid":"u","name":"a","managedFields":[]},"spec":{"z":1,"a":2},"status":{}}"#;
+        let listed = read_item(text).unwrap().unwrap();
         assert_eq!(
             String::from_utf8(listed.clean_json("v1", "Pod")).unwrap(),
             r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","name":"a"},"spec":{"z":1,"a":2},"status":{}}"#
@@ -315,11 +310,8 @@ mod tests {
 
     #[test]
     fn shallow_reads_identity_and_labels() {
-        let raw: Box<RawValue> = serde_json::from_str(
-            r#"{"metadata":{"name":"a\u0062","namespace":"n","labels":{"kubectl-backup.dev/exclude-from-backup":"true","x":"y"}}}"#,
-        )
-        .unwrap();
-        let listed = Listed::parse(&raw).unwrap();
+        let text = r#"{"metadata":{"name":"a\u0062","namespace":"n","labels":{"kubectl-backup.dev/exclude-from-backup":"true","x":"y"}}}"#;
+        let listed = read_item(text).unwrap().unwrap();
         let (ns, name) = listed.identity().unwrap();
         assert_eq!((ns.as_deref(), name.as_ref()), (Some("n"), "ab"));
         assert_eq!(
@@ -330,15 +322,18 @@ mod tests {
         );
         assert_eq!(listed.label("missing"), None);
 
-        let cluster: Box<RawValue> =
-            serde_json::from_str(r#"{"metadata":{"name":"pv","namespace":""}}"#).unwrap();
-        let (ns, name) = Listed::parse(&cluster).unwrap().identity().unwrap();
+        let cluster = r#"{"metadata":{"name":"pv","namespace":""}}"#;
+        let (ns, name) = read_item(cluster).unwrap().unwrap().identity().unwrap();
         assert_eq!((ns, name.as_ref()), (None, "pv"));
-        let nameless: Box<RawValue> = serde_json::from_str(r#"{"metadata":{}}"#).unwrap();
-        assert!(Listed::parse(&nameless).unwrap().identity().is_none());
-        for not_an_object in [r#"[1]"#, r#""s""#, r#"{"metadata":"x"}"#, r#"{}"#] {
-            let raw: Box<RawValue> = serde_json::from_str(not_an_object).unwrap();
-            assert!(Listed::parse(&raw).is_none(), "{not_an_object}");
+        let nameless = r#"{"metadata":{}}"#;
+        assert!(read_item(nameless).unwrap().unwrap().identity().is_none());
+        // Without an object `metadata` an item is left out...
+        for no_metadata in [r#"{"metadata":"x"}"#, r#"{}"#] {
+            assert!(read_item(no_metadata).unwrap().is_none(), "{no_metadata}");
+        }
+        // ...and an item that is not an object at all fails its page.
+        for not_an_object in [r#"[1]"#, r#""s""#] {
+            assert!(read_item(not_an_object).is_err(), "{not_an_object}");
         }
     }
 
