@@ -283,12 +283,13 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
     if let Some(schedule) = &args.from_schedule {
         return crate::schedule::run_scheduled(global, schedule, args.output).await;
     }
+    let started_at = Utc::now();
     let name = match (&args.name, &args.prefix) {
         (Some(n), _) => {
             validate_name(n).map_err(Error::into_anyhow)?;
             n.clone()
         }
-        (None, Some(p)) => name_from_prefix(p, Utc::now()).map_err(Error::into_anyhow)?,
+        (None, Some(p)) => name_from_prefix(p, started_at).map_err(Error::into_anyhow)?,
         (None, None) => {
             return Err(anyhow::Error::new(crate::UsageError(
                 "give a NAME or --prefix".into(),
@@ -302,6 +303,7 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
     let store = open_location(global, &args.location).await?;
     let request = BackupRequest {
         name,
+        started_at,
         options: args.options(),
         schedule: None,
         snapshot_timeout: args.snapshot_timeout,

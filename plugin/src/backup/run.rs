@@ -65,6 +65,9 @@ const PER_NAMESPACE_LISTS_UP_TO: usize = 8;
 pub struct BackupRequest {
     /// The backup's name (validated).
     pub name: String,
+    /// When the backup was asked for: its `startedAt`, and the timestamp in
+    /// a prefixed name, so that the two always agree.
+    pub started_at: DateTime<Utc>,
     /// What to back up.
     pub options: BackupOptions,
     /// The schedule that asked for it, if any.
@@ -323,7 +326,7 @@ pub async fn run_backup(
     progress: &Progress,
     interrupt: impl Future<Output = ()>,
 ) -> Result<BackupManifest, Error> {
-    let started_at = Utc::now();
+    let started_at = request.started_at;
     let ttl = chrono::Duration::seconds(
         i64::try_from(request.options.ttl_seconds).unwrap_or(i64::MAX / 2),
     );

@@ -88,6 +88,7 @@ pub async fn run_scheduled(
             record.backup = Some(backup_name.clone());
             let request = BackupRequest {
                 name: backup_name.clone(),
+                started_at: started,
                 options: config.backup.clone(),
                 schedule: Some(config.name.clone()),
                 snapshot_timeout: SNAPSHOT_TIMEOUT,
