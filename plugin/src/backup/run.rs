@@ -624,18 +624,7 @@ async fn list_everything(
                 continue;
             };
             if excluded_by_label(&ns) {
-                shared.skipped.fetch_add(1, Ordering::Relaxed);
-                let entry = LogEntry {
-                    time: Utc::now(),
-                    action: LogAction::Skipped,
-                    resource: Some(ns_type.key.to_string()),
-                    namespace: None,
-                    name: Some(name),
-                    message: Some(excluded_message()),
-                };
-                tx.send(Msg::Log(entry))
-                    .await
-                    .map_err(|_| Error::WriterStopped)?;
+                skip_excluded(shared, &tx, ns_type.key.to_string(), None, name).await?;
                 continue;
             }
             clean_item(&mut ns, &ns_type.api_version(), &ns_type.kind);
@@ -804,18 +793,8 @@ async fn run_job(
                 continue;
             }
             if item.label(LABEL_EXCLUDE_FROM_BACKUP).as_deref() == Some("true") {
-                shared.skipped.fetch_add(1, Ordering::Relaxed);
-                let entry = LogEntry {
-                    time: Utc::now(),
-                    action: LogAction::Skipped,
-                    resource: Some(resource_name.clone()),
-                    namespace: ns.map(Cow::into_owned),
-                    name: Some(name.into_owned()),
-                    message: Some(excluded_message()),
-                };
-                tx.send(Msg::Log(entry))
-                    .await
-                    .map_err(|_| Error::WriterStopped)?;
+                let (ns, name) = (ns.map(Cow::into_owned), name.into_owned());
+                skip_excluded(shared, tx, resource_name.clone(), ns, name).await?;
                 continue;
             }
             if is_pvc && let Some(pvc) = item.value().as_ref().and_then(PvcRef::from_object) {
@@ -843,8 +822,26 @@ async fn run_job(
     Ok(())
 }
 
-fn excluded_message() -> String {
-    format!("labelled {LABEL_EXCLUDE_FROM_BACKUP}=true")
+/// Count and log an object left out by the exclude-from-backup label.
+async fn skip_excluded(
+    shared: &Shared,
+    tx: &mpsc::Sender<Msg>,
+    resource: String,
+    namespace: Option<String>,
+    name: String,
+) -> Result<(), Error> {
+    shared.skipped.fetch_add(1, Ordering::Relaxed);
+    let entry = LogEntry {
+        time: Utc::now(),
+        action: LogAction::Skipped,
+        resource: Some(resource),
+        namespace,
+        name: Some(name),
+        message: Some(format!("labelled {LABEL_EXCLUDE_FROM_BACKUP}=true")),
+    };
+    tx.send(Msg::Log(entry))
+        .await
+        .map_err(|_| Error::WriterStopped)
 }
 
 async fn record_list_failure(
