@@ -40,11 +40,13 @@ pub async fn run(api: Arc<Api>) {
     let mut events = api.store.subscribe();
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Work noticed but not yet done: it waits while the full passes are over budget.
+    let mut gc_needed = false;
+    let mut workloads_changed = false;
+    let mut budget = PassBudget::default();
     loop {
         interval.tick().await;
         // Anything deleted or newly terminating since the last tick?
-        let mut gc_needed = false;
-        let mut workloads_changed = false;
         loop {
             match events.try_recv() {
                 Ok(ev) => {
@@ -68,21 +70,51 @@ pub async fn run(api: Arc<Api>) {
                 Err(_) => break,
             }
         }
+        let full_passes = budget.allows(std::time::Instant::now());
+        let workloads = std::mem::take(&mut workloads_changed);
+        let gc = std::mem::take(&mut gc_needed);
+        let (run_workloads, run_gc) = (workloads && full_passes, gc && full_passes);
+        workloads_changed = workloads && !run_workloads;
+        gc_needed = gc && !run_gc;
         let api2 = api.clone();
         // The work is synchronous and may scan many objects: keep it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || {
+        let spent = tokio::task::spawn_blocking(move || {
             reconcile_crds(&api2);
             reconcile_namespaces(&api2);
             reconcile_claims(&api2);
-            if workloads_changed {
+            let started = std::time::Instant::now();
+            if run_workloads {
                 reconcile_workloads(&api2);
                 reconcile_stateful_sets(&api2);
             }
-            if gc_needed {
+            if run_gc {
                 collect_garbage(&api2);
             }
+            started.elapsed()
         })
-        .await;
+        .await
+        .unwrap_or_default();
+        budget.spent(std::time::Instant::now(), spent);
+    }
+}
+
+/// The workload controllers and the garbage collector make full passes over
+/// the cluster. Like the real ones, they lag behind a burst of writes rather
+/// than compete with it: after a pass that took `d`, the next waits at least
+/// `4·d`, so they use at most a fifth of a core. A pass over a small cluster
+/// takes microseconds, so this never delays them by more than a tick there.
+#[derive(Debug, Default)]
+struct PassBudget {
+    not_before: Option<std::time::Instant>,
+}
+
+impl PassBudget {
+    fn allows(&self, now: std::time::Instant) -> bool {
+        self.not_before.is_none_or(|t| now >= t)
+    }
+
+    fn spent(&mut self, now: std::time::Instant, took: Duration) {
+        self.not_before = Some(now + took * 4);
     }
 }
 
@@ -766,16 +798,13 @@ fn owner_kind_served(registry: &super::resources::Registry, owner_ref: &Value) -
 pub fn collect_garbage(api: &Api) {
     let registry = api.registry();
     let tables = api.store.tables();
-    let mut live_uids: HashSet<String> = HashSet::new();
     let mut all: Vec<(StorageKey, Arc<Value>)> = Vec::new();
     for key in &tables {
         for o in api.store.all(key) {
-            if let Some(uid) = meta_str(&o, "uid") {
-                live_uids.insert(uid.to_owned());
-            }
             all.push((key.clone(), o));
         }
     }
+    let live_uids: HashSet<&str> = all.iter().filter_map(|(_, o)| meta_str(o, "uid")).collect();
     // Owners in foreground deletion / orphaning, by uid.
     let mut foreground: HashSet<String> = HashSet::new();
     let mut orphaning: HashSet<String> = HashSet::new();
@@ -809,8 +838,8 @@ pub fn collect_garbage(api: &Api) {
         else {
             continue;
         };
-        let ns = meta_str(o, "namespace").map(str::to_owned);
-        let name = meta_str(o, "name").unwrap_or("").to_owned();
+        let ns = meta_str(o, "namespace");
+        let name = meta_str(o, "name").unwrap_or("");
         let uids: Vec<&str> = refs.iter().filter_map(|r| r["uid"].as_str()).collect();
         if uids.iter().any(|u| orphaning.contains(*u)) {
             // Orphan: drop the references to the orphaning owners.
@@ -824,9 +853,7 @@ pub fn collect_garbage(api: &Api) {
                 }
             }
             let rv = meta_str(o, "resourceVersion").map(str::to_owned);
-            let _ = api
-                .store
-                .update(key, ns.as_deref(), &name, new, rv.as_deref());
+            let _ = api.store.update(key, ns, name, new, rv.as_deref());
             continue;
         }
         for u in &uids {
@@ -846,7 +873,7 @@ pub fn collect_garbage(api: &Api) {
             && meta_str(o, "deletionTimestamp").is_none()
             && let Some(rt) = api.type_for(key)
         {
-            api.delete_internal(&rt, ns.as_deref(), &name);
+            api.delete_internal(&rt, ns, name);
         }
     }
     for (key, o) in owners {
@@ -869,6 +896,16 @@ pub fn collect_garbage(api: &Api) {
 mod tests {
     use super::*;
     use crate::emulator::api::WriteOptions;
+
+    #[test]
+    fn full_passes_wait_four_times_as_long_as_the_last_one_took() {
+        let mut budget = PassBudget::default();
+        let t0 = std::time::Instant::now();
+        assert!(budget.allows(t0));
+        budget.spent(t0, Duration::from_millis(100));
+        assert!(!budget.allows(t0 + Duration::from_millis(399)));
+        assert!(budget.allows(t0 + Duration::from_millis(400)));
+    }
 
     #[test]
     fn dangling_owners_are_collected_unless_their_kind_is_unknown() {
