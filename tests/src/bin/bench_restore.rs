@@ -89,6 +89,17 @@ async fn main() -> anyhow::Result<()> {
         manifest["totals"]["items"], manifest["parts"]["resources.tar.zst"]["size"], wall
     );
 
+    // The naive peer's input is dumped now, and the source emulator stopped, so
+    // that its controllers do not take CPU from either timed contender.
+    let files = tempfile::tempdir()?;
+    let naive_objects = if args.skip_kubectl {
+        0
+    } else {
+        dump_for_kubectl(&client, files.path()).await?
+    };
+    drop(client);
+    drop(source);
+
     // --- kubectl-backup restore into an empty cluster
     let target = e2e::cluster::TestCluster::start_emulator()?;
     let mut cmd = Command::new(&plugin);
@@ -123,8 +134,7 @@ async fn main() -> anyhow::Result<()> {
 
     // --- the naive peer: kubectl create -f of the same objects
     if !args.skip_kubectl {
-        let files = tempfile::tempdir()?;
-        let objects = dump_for_kubectl(&client, files.path()).await?;
+        let objects = naive_objects;
         let naive = e2e::cluster::TestCluster::start_emulator()?;
         let started = Instant::now();
         let mut peak: Option<u64> = None;
