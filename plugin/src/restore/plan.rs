@@ -74,6 +74,7 @@ pub struct Item {
     #[serde(default)]
     pub generated: bool,
     /// The object.
+    #[serde(default)]
     pub object: Value,
 }
 
@@ -157,8 +158,11 @@ impl Spool {
         self.dir.path().join(format!("{tier:?}.jsonl"))
     }
 
-    /// Append an item to its tier's file.
-    pub fn push(&mut self, tier: Tier, item: &Item) -> Result<()> {
+    /// Append an item to its tier's file. The object is `raw`, the archive's
+    /// own text of it (`item.object` is not written): a record is the item's
+    /// other fields as one JSON line, the length of `raw` on the next, then
+    /// `raw` and a newline.
+    pub fn push(&mut self, tier: Tier, item: &Item, raw: &[u8]) -> Result<()> {
         let path = self.path(tier);
         let writer = match self.writers.entry(tier) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
@@ -174,7 +178,18 @@ impl Spool {
             path: path.clone(),
             source,
         };
-        serde_json::to_writer(&mut *writer, item).map_err(|e| spool_err(e.into()))?;
+        let header = Header {
+            group: &item.group,
+            resource: &item.resource,
+            api_version: &item.api_version,
+            kind: &item.kind,
+            namespace: item.namespace.as_deref(),
+            name: &item.name,
+            deferred: item.deferred,
+        };
+        serde_json::to_writer(&mut *writer, &header).map_err(|e| spool_err(e.into()))?;
+        writeln!(writer, "\n{}", raw.len()).map_err(spool_err)?;
+        writer.write_all(raw).map_err(spool_err)?;
         writer.write_all(b"\n").map_err(spool_err)
     }
 
@@ -200,19 +215,15 @@ impl Spool {
         } else {
             None
         };
-        let lines = file
-            .map(|f| BufReader::new(f).lines())
-            .into_iter()
-            .flatten();
-        Ok(lines.map(move |line| {
-            let line = line.map_err(|source| Error::Spool {
-                path: path.clone(),
-                source,
-            })?;
-            serde_json::from_str(&line).map_err(|e| Error::Spool {
-                path: path.clone(),
-                source: e.into(),
-            })
+        let mut reader = file.map(BufReader::new);
+        Ok(std::iter::from_fn(move || {
+            let reader = reader.as_mut()?;
+            read_record(reader)
+                .map_err(|source| Error::Spool {
+                    path: path.clone(),
+                    source,
+                })
+                .transpose()
         }))
     }
 
@@ -220,6 +231,52 @@ impl Spool {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// A spool record's item fields (see [`Spool::push`]), named as in [`Item`].
+#[derive(Serialize)]
+struct Header<'a> {
+    group: &'a str,
+    resource: &'a str,
+    api_version: &'a str,
+    kind: &'a str,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    deferred: bool,
+}
+
+/// What the scan reads of most items.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(default, rename = "apiVersion")]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    metadata: Value,
+}
+
+/// The next record of a spool file, `None` at its end.
+fn read_record(reader: &mut impl BufRead) -> std::io::Result<Option<Item>> {
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let mut header = String::new();
+    if reader.read_line(&mut header)? == 0 {
+        return Ok(None);
+    }
+    let mut item: Item = serde_json::from_str(&header)?;
+    let mut len = String::new();
+    reader.read_line(&mut len)?;
+    let len: usize = len
+        .trim_end()
+        .parse()
+        .map_err(|_| bad(format!("a spool record has no length: {len:?}")))?;
+    let mut raw = vec![0; len + 1];
+    reader.read_exact(&mut raw)?;
+    if raw.pop() != Some(b'\n') {
+        return Err(bad("a spool record does not end with a newline".into()));
+    }
+    item.object = serde_json::from_slice(&raw)?;
+    Ok(Some(item))
 }
 
 /// A reader that computes the size and sha256 of what passes through it.
@@ -291,12 +348,25 @@ fn scan_entries<R: Read>(input: &mut R, selection: &Selection) -> Result<Scanned
             continue;
         };
         index.items_read += 1;
-        let object: Value = serde_json::from_slice(&entry.data).map_err(|source| Error::Item {
-            path: path.to_tar_path(),
-            source,
-        })?;
         let group = path.key.group.clone();
         let resource = path.key.resource.clone();
+        let item_error = |source| Error::Item {
+            path: path.to_tar_path(),
+            source,
+        };
+        // The whole object is parsed again when it is applied; until then the
+        // scan needs only its head, except where the index looks further.
+        let object: Value =
+            if group.is_empty() && matches!(resource.as_str(), "services" | "persistentvolumes") {
+                serde_json::from_slice(&entry.data).map_err(item_error)?
+            } else {
+                let head: Head = serde_json::from_slice(&entry.data).map_err(item_error)?;
+                serde_json::json!({
+                    "apiVersion": head.api_version,
+                    "kind": head.kind,
+                    "metadata": head.metadata,
+                })
+            };
         let kind = object
             .get("kind")
             .and_then(Value::as_str)
@@ -338,7 +408,7 @@ fn scan_entries<R: Read>(input: &mut R, selection: &Selection) -> Result<Scanned
         index.record(&item);
         let tier = Tier::of(&item.group, &item.resource);
         *index.per_tier.entry(tier).or_default() += 1;
-        spool.push(tier, &item)?;
+        spool.push(tier, &item, &entry.data)?;
     }
     drop(archive);
     spool.finish()?;
@@ -794,6 +864,43 @@ mod tests {
             namespace_mapping: [("shop".to_owned(), "shop2".to_owned())].into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_spool_gives_back_each_object_from_its_archive_text() {
+        let mut spool = Spool::new().unwrap();
+        let item = |name: &str| Item {
+            group: String::new(),
+            resource: "configmaps".into(),
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("shop".into()),
+            name: name.into(),
+            deferred: false,
+            generated: false,
+            object: Value::Null,
+        };
+        // Pretty-printed text spans lines; a string may hold an escaped newline.
+        let texts = [
+            "{\n  \"data\": {\"a\": \"x\\ny\"},\n  \"metadata\": {\"name\": \"one\"}\n}",
+            r#"{"metadata":{"name":"two"},"data":{}}"#,
+        ];
+        for (text, name) in texts.iter().zip(["one", "two"]) {
+            spool
+                .push(Tier::ConfigMaps, &item(name), text.as_bytes())
+                .unwrap();
+        }
+        spool.finish().unwrap();
+        let back = items(&spool, Tier::ConfigMaps);
+        assert_eq!(back.len(), 2);
+        for (got, text) in back.iter().zip(texts) {
+            let want: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(got.object, want);
+            assert_eq!(got.name, want["metadata"]["name"]);
+            assert_eq!(got.namespace.as_deref(), Some("shop"));
+        }
+        assert_eq!(back[0].object["data"]["a"], "x\ny");
+        assert!(items(&spool, Tier::Secrets).is_empty());
     }
 
     fn items(spool: &Spool, tier: Tier) -> Vec<Item> {
