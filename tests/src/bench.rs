@@ -169,3 +169,98 @@ pub async fn post(client: &kube::Client, path: &str, body: &Value) -> anyhow::Re
         Err(e) => Err(e).with_context(|| format!("POST {path}")),
     }
 }
+
+// === listing everything (the floor, and waiting for a still cluster) ===
+
+/// `(path, resource.group)` of every listable type in its preferred version.
+pub async fn listable(client: &kube::Client) -> anyhow::Result<Vec<(String, String)>> {
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await?;
+    let mut out = Vec::new();
+    for group in discovery.groups() {
+        for (ar, caps) in group.recommended_resources() {
+            if !caps.supports_operation(kube::discovery::verbs::LIST) {
+                continue;
+            }
+            let path = if ar.group.is_empty() {
+                format!("/api/{}/{}", ar.version, ar.plural)
+            } else {
+                format!("/apis/{}/{}/{}", ar.group, ar.version, ar.plural)
+            };
+            let name = if ar.group.is_empty() {
+                ar.plural.clone()
+            } else {
+                format!("{}.{}", ar.plural, ar.group)
+            };
+            out.push((path, name));
+        }
+    }
+    Ok(out)
+}
+
+#[derive(serde::Deserialize)]
+struct Page {
+    #[serde(default)]
+    metadata: PageMeta,
+    #[serde(default)]
+    items: Vec<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct PageMeta {
+    #[serde(rename = "continue", default)]
+    continue_token: Option<String>,
+}
+
+/// Objects listed: discovery, then every listable type, 8 at a time, pages of 500.
+pub async fn raw_list_everything(client: &kube::Client) -> anyhow::Result<u64> {
+    let types = listable(client).await?;
+    let counts: Vec<u64> = futures::stream::iter(types)
+        .map(|(path, _)| async move {
+            let mut n = 0u64;
+            let mut token: Option<String> = None;
+            loop {
+                let mut url = format!("{path}?limit=500");
+                if let Some(t) = &token {
+                    url.push_str(&format!("&continue={}", urlencode(t)));
+                }
+                let req = http::Request::get(&url).body(Vec::new())?;
+                let page: Page = match client.request(req).await {
+                    Ok(p) => p,
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 405 => {
+                        return anyhow::Ok(n);
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("GET {url}")),
+                };
+                n += page.items.len() as u64;
+                token = page.metadata.continue_token.filter(|t| !t.is_empty());
+                if token.is_none() {
+                    return Ok(n);
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+    Ok(counts.iter().sum())
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Wait until the cluster holds still: the controllers keep creating
+/// ReplicaSets and Pods for a while after a seeding, and every contender
+/// must see the same objects.
+pub async fn wait_until_still(client: &kube::Client) -> anyhow::Result<u64> {
+    let mut last = raw_list_everything(client).await?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = raw_list_everything(client).await?;
+        if now == last {
+            return Ok(now);
+        }
+        last = now;
+    }
+}

@@ -23,10 +23,11 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
-use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use e2e::bench::{print_line, round, run_measured, seed};
+use e2e::bench::{
+    listable, print_line, raw_list_everything, round, run_measured, seed, wait_until_still,
+};
 
 /// Benchmark `kubectl backup create` against the harness cluster.
 #[derive(Debug, Parser)]
@@ -90,15 +91,7 @@ async fn main() -> anyhow::Result<()> {
     // Controllers keep creating ReplicaSets and Pods for a while after the
     // seeding: wait until the cluster holds still, so every contender sees
     // the same objects.
-    let mut last = raw_list_everything(&client).await?;
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let now = raw_list_everything(&client).await?;
-        if now == last {
-            break;
-        }
-        last = now;
-    }
+    wait_until_still(&client).await?;
 
     // The floor: a process that discovers and lists everything, writes nothing.
     let mut cmd = Command::new(std::env::current_exe()?);
@@ -164,84 +157,6 @@ async fn main() -> anyhow::Result<()> {
 }
 
 // === the floor and the naive way ===
-
-/// `(path, resource.group)` of every listable type in its preferred version.
-async fn listable(client: &kube::Client) -> anyhow::Result<Vec<(String, String)>> {
-    let discovery = kube::discovery::Discovery::new(client.clone())
-        .run()
-        .await?;
-    let mut out = Vec::new();
-    for group in discovery.groups() {
-        for (ar, caps) in group.recommended_resources() {
-            if !caps.supports_operation(kube::discovery::verbs::LIST) {
-                continue;
-            }
-            let path = if ar.group.is_empty() {
-                format!("/api/{}/{}", ar.version, ar.plural)
-            } else {
-                format!("/apis/{}/{}/{}", ar.group, ar.version, ar.plural)
-            };
-            let name = if ar.group.is_empty() {
-                ar.plural.clone()
-            } else {
-                format!("{}.{}", ar.plural, ar.group)
-            };
-            out.push((path, name));
-        }
-    }
-    Ok(out)
-}
-
-#[derive(serde::Deserialize)]
-struct Page {
-    #[serde(default)]
-    metadata: PageMeta,
-    #[serde(default)]
-    items: Vec<serde::de::IgnoredAny>,
-}
-
-#[derive(serde::Deserialize, Default)]
-struct PageMeta {
-    #[serde(rename = "continue", default)]
-    continue_token: Option<String>,
-}
-
-/// Objects listed: discovery, then every listable type, 8 at a time, pages of 500.
-async fn raw_list_everything(client: &kube::Client) -> anyhow::Result<u64> {
-    let types = listable(client).await?;
-    let counts: Vec<u64> = futures::stream::iter(types)
-        .map(|(path, _)| async move {
-            let mut n = 0u64;
-            let mut token: Option<String> = None;
-            loop {
-                let mut url = format!("{path}?limit=500");
-                if let Some(t) = &token {
-                    url.push_str(&format!("&continue={}", urlencode(t)));
-                }
-                let req = http::Request::get(&url).body(Vec::new())?;
-                let page: Page = match client.request(req).await {
-                    Ok(p) => p,
-                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 405 => {
-                        return anyhow::Ok(n);
-                    }
-                    Err(e) => return Err(e).with_context(|| format!("GET {url}")),
-                };
-                n += page.items.len() as u64;
-                token = page.metadata.continue_token.filter(|t| !t.is_empty());
-                if token.is_none() {
-                    return Ok(n);
-                }
-            }
-        })
-        .buffer_unordered(8)
-        .try_collect()
-        .await?;
-    Ok(counts.iter().sum())
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
 
 async fn naive_kubectl(
     client: &kube::Client,

@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use serde_json::{Value, json};
 
-use e2e::bench::{CRD_GROUP, print_line, round, run_measured, seed};
+use e2e::bench::{CRD_GROUP, print_line, round, run_measured, seed, wait_until_still};
 
 /// Benchmark `kubectl backup restore create` against harness clusters.
 #[derive(Debug, Parser)]
@@ -64,6 +64,8 @@ async fn main() -> anyhow::Result<()> {
         args.objects,
         started.elapsed().as_secs_f64()
     );
+    // Back up a cluster that holds still, so the backup is a consistent picture.
+    wait_until_still(&client).await?;
     let dir = tempfile::tempdir()?;
     let location = format!("file://{}", dir.path().join("store").display());
     let mut cmd = Command::new(&plugin);
