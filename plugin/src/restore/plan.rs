@@ -73,8 +73,9 @@ pub struct Item {
     /// snapshot objects): already in target form, not transformed again.
     #[serde(default)]
     pub generated: bool,
-    /// The object.
-    #[serde(default)]
+    /// The object. Not part of the spool's record header: the spool keeps
+    /// the archive's own text of it (see [`Spool::push`]).
+    #[serde(skip)]
     pub object: Value,
 }
 
@@ -159,9 +160,8 @@ impl Spool {
     }
 
     /// Append an item to its tier's file. The object is `raw`, the archive's
-    /// own text of it (`item.object` is not written): a record is the item's
-    /// other fields as one JSON line, the length of `raw` on the next, then
-    /// `raw` and a newline.
+    /// own text of it: a record is the item's other fields as one JSON line,
+    /// the length of `raw` on the next, then `raw` and a newline.
     pub fn push(&mut self, tier: Tier, item: &Item, raw: &[u8]) -> Result<()> {
         let path = self.path(tier);
         let writer = match self.writers.entry(tier) {
@@ -178,16 +178,7 @@ impl Spool {
             path: path.clone(),
             source,
         };
-        let header = Header {
-            group: &item.group,
-            resource: &item.resource,
-            api_version: &item.api_version,
-            kind: &item.kind,
-            namespace: item.namespace.as_deref(),
-            name: &item.name,
-            deferred: item.deferred,
-        };
-        serde_json::to_writer(&mut *writer, &header).map_err(|e| spool_err(e.into()))?;
+        serde_json::to_writer(&mut *writer, item).map_err(|e| spool_err(e.into()))?;
         writeln!(writer, "\n{}", raw.len()).map_err(spool_err)?;
         writer.write_all(raw).map_err(spool_err)?;
         writer.write_all(b"\n").map_err(spool_err)
@@ -231,18 +222,6 @@ impl Spool {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
-}
-
-/// A spool record's item fields (see [`Spool::push`]), named as in [`Item`].
-#[derive(Serialize)]
-struct Header<'a> {
-    group: &'a str,
-    resource: &'a str,
-    api_version: &'a str,
-    kind: &'a str,
-    namespace: Option<&'a str>,
-    name: &'a str,
-    deferred: bool,
 }
 
 /// What the scan reads of most items.
