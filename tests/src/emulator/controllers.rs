@@ -70,12 +70,14 @@ pub async fn run(api: Arc<Api>) {
                 Err(_) => break,
             }
         }
-        let full_passes = budget.allows(std::time::Instant::now());
-        let workloads = std::mem::take(&mut workloads_changed);
-        let gc = std::mem::take(&mut gc_needed);
-        let (run_workloads, run_gc) = (workloads && full_passes, gc && full_passes);
-        workloads_changed = workloads && !run_workloads;
-        gc_needed = gc && !run_gc;
+        let (run_workloads, run_gc) = if budget.allows(std::time::Instant::now()) {
+            (
+                std::mem::take(&mut workloads_changed),
+                std::mem::take(&mut gc_needed),
+            )
+        } else {
+            (false, false)
+        };
         let api2 = api.clone();
         // The work is synchronous and may scan many objects: keep it off the async workers.
         let spent = tokio::task::spawn_blocking(move || {
