@@ -529,9 +529,8 @@ impl Engine {
         }
     }
 
-    /// Send a request, retrying what is worth retrying.
-    /// Send with retries; the answer is read as `T` (a small `T` skips the
-    /// rest of the object without building it).
+    /// Send a request, retrying what is worth retrying; the answer is read
+    /// as `T` (a small `T` skips the rest of the object without building it).
     async fn send<T: serde::de::DeserializeOwned>(
         &self,
         request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,

@@ -712,8 +712,6 @@ fn service_create(obj: &mut Value, name: &str, ctx: &Context) -> Result<(), ApiE
     Ok(())
 }
 
-/// The next free address of the default service CIDR 10.96.0.0/12 (10.96.0.1 is the
-/// `kubernetes` Service, 10.96.0.10 is conventionally DNS).
 /// A free address of the service range 10.96.0.0/12, picked at random as the
 /// API server's allocator does (10.96.0.1-10.96.0.10 are left to the
 /// well-known Services, such as `kubernetes`, that claim them explicitly).
