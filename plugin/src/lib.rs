@@ -80,18 +80,30 @@ pub fn install_crypto_provider() {
 /// Initialise tracing on stderr. `RUST_LOG` wins; otherwise kubectl-style
 /// `-v N` picks the level (0: warn, 1-2: info, 3-5: debug, 6+: trace).
 pub fn init_tracing(verbosity: u8) {
-    let default = match verbosity {
-        0 => "warn",
-        1 | 2 => "info,kube=warn",
-        3..=5 => "debug,kube=info,hyper=info,reqwest=info,h2=info,rustls=info",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(verbosity))
         .with_writer(std::io::stderr)
         .with_target(verbosity >= 3)
         .try_init();
+}
+
+/// `RUST_LOG`, or else the directives for `-v N`.
+fn log_filter(verbosity: u8) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(log_directives(verbosity)))
+}
+
+/// The directives for `-v N`. A directive matches targets by prefix, so the
+/// libraries are named by their full crate names: `kube` alone would also
+/// quieten this crate's own `kubectl_backup` target.
+fn log_directives(verbosity: u8) -> String {
+    const QUIET_LIBRARIES: &str = "kube_client=info,kube_runtime=info,kube_core=info,\
+        tower=info,hyper=info,hyper_util=info,h2=info,rustls=info";
+    match verbosity {
+        0 => "warn".to_owned(),
+        1 | 2 => "info,kube_client=warn,kube_runtime=warn".to_owned(),
+        3..=5 => format!("debug,{QUIET_LIBRARIES}"),
+        _ => "trace".to_owned(),
+    }
 }
 
 /// Run a parsed command line to completion and turn the result into an exit code.
@@ -175,5 +187,30 @@ mod tests {
             exit::INTERRUPTED
         );
         assert_eq!(exit_code_for_error(&anyhow::anyhow!("boom")), exit::FAILURE);
+    }
+
+    /// Whether `-v N` logs (this crate at debug, at info; kube's client at
+    /// debug, at info).
+    fn logged(verbosity: u8) -> [bool; 4] {
+        use tracing::Level;
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber =
+            tracing_subscriber::registry().with(EnvFilter::new(log_directives(verbosity)));
+        tracing::subscriber::with_default(subscriber, || {
+            [
+                tracing::enabled!(target: "kubectl_backup::restore", Level::DEBUG),
+                tracing::enabled!(target: "kubectl_backup::restore", Level::INFO),
+                tracing::enabled!(target: "kube_client::client", Level::DEBUG),
+                tracing::enabled!(target: "kube_client::client", Level::INFO),
+            ]
+        })
+    }
+
+    #[test]
+    fn verbosity_reaches_this_crate_and_quietens_the_libraries() {
+        assert_eq!(logged(0), [false, false, false, false]);
+        assert_eq!(logged(2), [false, true, false, false]);
+        assert_eq!(logged(4), [true, true, false, true]);
+        assert_eq!(logged(6), [true, true, true, true]);
     }
 }

@@ -343,7 +343,7 @@ pub fn cron_job(
                                     "command": ["kubectl-backup"],
                                     "args": run_args(name, namespace),
                                     "env": [
-                                        { "name": "RUST_LOG", "value": "info,kube=warn" },
+                                        { "name": "RUST_LOG", "value": "info,kube_client=warn,kube_runtime=warn" },
                                         // Multipart uploads stage temporary data here.
                                         { "name": "TMPDIR", "value": "/tmp" },
                                         // The root filesystem is read-only: a schedule without a
