@@ -219,6 +219,7 @@ impl Engine {
             Ok(n)
         });
         self.progress.tier(tier, 0);
+        let started = std::time::Instant::now();
         let concurrency = self.options.concurrency.max(1);
         let spooled = tokio_stream::wrappers::ReceiverStream::new(rx);
         let extra = futures::stream::iter(extra.into_iter().map(Ok));
@@ -242,7 +243,10 @@ impl Engine {
                 results.push(result);
             }
         }
-        reader.await??;
+        let spooled = reader.await??;
+        if spooled > 0 || !results.is_empty() {
+            tracing::debug!(?tier, spooled, results = results.len(), elapsed = ?started.elapsed(), "tier applied");
+        }
         Ok(results)
     }
 
@@ -567,6 +571,9 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + CRD_ESTABLISHED_TIMEOUT;
         let mut waiting: Vec<&String> = crds.iter().collect();
         let mut warnings = Vec::new();
+        // The API server usually establishes a CRD within milliseconds: look
+        // again soon, then less often.
+        let mut pause = Duration::from_millis(5);
         while !waiting.is_empty() {
             let mut still = Vec::new();
             for name in waiting {
@@ -599,7 +606,8 @@ impl Engine {
                 }
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
         }
         warnings
     }

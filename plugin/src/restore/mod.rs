@@ -414,10 +414,12 @@ async fn create(global: &GlobalArgs, args: CreateArgs) -> anyhow::Result<Outcome
         .await
         .map_err(|e| damaged(e.to_string()))?;
     let scan_selection = selection.clone();
+    let scan_started = std::time::Instant::now();
     let (scanned, digest) =
         tokio::task::spawn_blocking(move || plan::scan(reader, &scan_selection))
             .await
             .context("the archive reader stopped")?;
+    tracing::debug!(elapsed = ?scan_started.elapsed(), "archive scanned");
     let digest = digest.map_err(|e| damaged(format!("{RESOURCES_PART} cannot be read: {e}")))?;
     if digest != expected_resources {
         let what = if digest.size < expected_resources.size {

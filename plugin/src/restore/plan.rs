@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::order::{Tier, never_restored};
 use super::select::{Selection, Verdict};
 use super::transform::{ItemFacts, ObjectKey, TransformOptions};
-use crate::archive::{ArchiveReader, EntryKind, PartInfo, VolumeRecord};
+use crate::archive::{ArchiveReader, EntryKind, ItemPath, PartInfo, VolumeRecord};
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -308,24 +308,64 @@ pub struct Scanned {
 /// Returns the scan and the digest of the bytes read; on a read error the
 /// digest of everything readable is returned with the error so the caller can
 /// tell a truncated or modified archive from a corrupt one.
-pub fn scan<R: Read>(
+///
+/// Two threads share the work: one decompresses, unpacks and hashes, the
+/// other reads the items and spools them.
+pub fn scan<R: Read + Send>(
     input: R,
     selection: &Selection,
 ) -> (Result<Scanned>, std::io::Result<PartInfo>) {
-    let mut hashing = HashingReader::new(input);
-    let result = scan_entries(&mut hashing, selection);
-    (result, hashing.finish())
+    let (entries, unpacked) = std::sync::mpsc::sync_channel(SCAN_QUEUE);
+    std::thread::scope(|threads| {
+        let unpacker = threads.spawn(move || {
+            let mut hashing = HashingReader::new(input);
+            let read = unpack(&mut hashing, &entries);
+            drop(entries);
+            (read, hashing.finish())
+        });
+        let scanned = scan_entries(unpacked, selection);
+        match unpacker.join() {
+            Ok((Err(error), digest)) => (Err(error), digest),
+            Ok((Ok(()), digest)) => (scanned, digest),
+            Err(_) => {
+                let panicked = || std::io::Error::other("the archive reader stopped unexpectedly");
+                (
+                    Err(crate::archive::Error::Read(panicked()).into()),
+                    Err(panicked()),
+                )
+            }
+        }
+    })
 }
 
-fn scan_entries<R: Read>(input: &mut R, selection: &Selection) -> Result<Scanned> {
-    let mut spool = Spool::new()?;
-    let mut index = Index::default();
+/// Entries the unpacker may read ahead of the scan.
+const SCAN_QUEUE: usize = 256;
+
+/// Send each item entry of the archive to `entries` until the archive ends or
+/// nobody listens any more.
+fn unpack<R: Read>(
+    input: &mut R,
+    entries: &std::sync::mpsc::SyncSender<(ItemPath, Vec<u8>)>,
+) -> Result<()> {
     let mut archive = ArchiveReader::new(input)?;
     for entry in archive.entries()? {
         let entry = entry?;
-        let EntryKind::Item(path) = entry.kind else {
-            continue;
-        };
+        if let EntryKind::Item(path) = entry.kind
+            && entries.send((path, entry.data)).is_err()
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn scan_entries(
+    entries: std::sync::mpsc::Receiver<(ItemPath, Vec<u8>)>,
+    selection: &Selection,
+) -> Result<Scanned> {
+    let mut spool = Spool::new()?;
+    let mut index = Index::default();
+    for (path, data) in entries {
         index.items_read += 1;
         let group = path.key.group.clone();
         let resource = path.key.resource.clone();
@@ -337,9 +377,9 @@ fn scan_entries<R: Read>(input: &mut R, selection: &Selection) -> Result<Scanned
         // scan needs only its head, except where the index looks further.
         let object: Value =
             if group.is_empty() && matches!(resource.as_str(), "services" | "persistentvolumes") {
-                serde_json::from_slice(&entry.data).map_err(item_error)?
+                serde_json::from_slice(&data).map_err(item_error)?
             } else {
-                let head: Head = serde_json::from_slice(&entry.data).map_err(item_error)?;
+                let head: Head = serde_json::from_slice(&data).map_err(item_error)?;
                 serde_json::json!({
                     "apiVersion": head.api_version,
                     "kind": head.kind,
@@ -387,9 +427,8 @@ fn scan_entries<R: Read>(input: &mut R, selection: &Selection) -> Result<Scanned
         index.record(&item);
         let tier = Tier::of(&item.group, &item.resource);
         *index.per_tier.entry(tier).or_default() += 1;
-        spool.push(tier, &item, &entry.data)?;
+        spool.push(tier, &item, &data)?;
     }
-    drop(archive);
     spool.finish()?;
     Ok(Scanned { spool, index })
 }
