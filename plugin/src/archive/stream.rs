@@ -7,7 +7,7 @@
 //! `tokio_util::io::SyncIoBridge` and reads it with [`ArchiveReader`] on a
 //! blocking thread. Neither ever holds more than one item in memory.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -23,6 +23,11 @@ pub const MAX_ENTRY_BYTES: u64 = 64 * 1024 * 1024;
 /// backup; level 1 compresses Kubernetes JSON nearly as well as level 3 (a
 /// few percent larger) in clearly less time, which `bench-backup` measures.
 pub const ZSTD_LEVEL: i32 = 1;
+
+/// Bytes gathered before they are handed to a zstd encoder: each call into
+/// the encoder has a fixed cost, which small writes (a tar header, a log line
+/// written token by token) would pay many times over.
+pub const ENCODER_INPUT: usize = 64 * 1024;
 
 // === HashingWriter ===
 
@@ -89,7 +94,7 @@ pub fn digest_reader<R: Read>(mut reader: R) -> io::Result<PartInfo> {
 /// `metadata/resources.json` first), then [`ArchiveWriter::append`] per item,
 /// then [`ArchiveWriter::finish`].
 pub struct ArchiveWriter<W: Write> {
-    tar: tar::Builder<zstd::stream::write::Encoder<'static, HashingWriter<W>>>,
+    tar: tar::Builder<BufWriter<zstd::stream::write::Encoder<'static, HashingWriter<W>>>>,
     mtime: u64,
     items: u64,
     uncompressed: u64,
@@ -121,7 +126,9 @@ impl<W: Write> ArchiveWriter<W> {
     pub fn new(out: W, started_at: DateTime<Utc>, resources: &[ResourceType]) -> Result<Self> {
         let encoder = zstd::stream::write::Encoder::new(HashingWriter::new(out), ZSTD_LEVEL)
             .map_err(Error::Write)?;
-        let mut tar = tar::Builder::new(encoder);
+        // tar writes each entry as a header, the data and padding; zstd pays
+        // per call, so it gets them in large pieces.
+        let mut tar = tar::Builder::new(BufWriter::with_capacity(ENCODER_INPUT, encoder));
         tar.mode(tar::HeaderMode::Deterministic);
         let mut writer = ArchiveWriter {
             tar,
@@ -164,12 +171,17 @@ impl<W: Write> ArchiveWriter<W> {
     /// Compressed bytes handed to the output so far (lags the input by
     /// whatever zstd is still buffering).
     pub fn compressed_bytes(&mut self) -> u64 {
-        self.tar.get_mut().get_ref().bytes()
+        self.tar.get_mut().get_ref().get_ref().bytes()
     }
 
     /// Close the tar stream and the zstd frame; return the output and a summary.
     pub fn finish(self) -> Result<(W, ArchiveSummary)> {
-        let encoder = self.tar.into_inner().map_err(Error::Write)?;
+        let encoder = self
+            .tar
+            .into_inner()
+            .map_err(Error::Write)?
+            .into_inner()
+            .map_err(|e| Error::Write(e.into_error()))?;
         let hashing = encoder.finish().map_err(Error::Write)?;
         let (mut out, part) = hashing.finish();
         out.flush().map_err(Error::Write)?;

@@ -1001,11 +1001,14 @@ fn write_archive(
     let mut archive = ArchiveWriter::new(out, started_at, types)?;
     let spool = |e: std::io::Error| Error::Internal(format!("log spool file: {e}"));
     let log_file = tempfile::tempfile().map_err(spool)?;
-    let mut log = zstd::stream::write::Encoder::new(
-        HashingWriter::new(std::io::BufWriter::new(log_file)),
-        archive::stream::ZSTD_LEVEL,
-    )
-    .map_err(spool)?;
+    let mut log = std::io::BufWriter::with_capacity(
+        archive::stream::ENCODER_INPUT,
+        zstd::stream::write::Encoder::new(
+            HashingWriter::new(std::io::BufWriter::new(log_file)),
+            archive::stream::ZSTD_LEVEL,
+        )
+        .map_err(spool)?,
+    );
     let mut counts: BTreeMap<ResourceKey, u64> = BTreeMap::new();
     let mut ended = false;
     while let Some(msg) = rx.blocking_recv() {
@@ -1038,7 +1041,11 @@ fn write_archive(
     }
     let (out, summary) = archive.finish()?;
     out.close().map_err(|e| Error::Internal(e.to_string()))?;
-    let hashing = log.finish().map_err(spool)?;
+    let hashing = log
+        .into_inner()
+        .map_err(|e| spool(e.into_error()))?
+        .finish()
+        .map_err(spool)?;
     let (buffered, log_part) = hashing.finish();
     let log_file = buffered.into_inner().map_err(|e| spool(e.into_error()))?;
     Ok(Written {
