@@ -113,8 +113,9 @@ pub fn install_crypto_provider() {
 
 /// Initialise tracing on stderr: `RUST_LOG` wins, else `info`.
 pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,kube_client=warn,kube_runtime=warn,hyper=warn,rustls=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,kube_client=warn,kube_runtime=warn,hyper=warn,rustls=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
