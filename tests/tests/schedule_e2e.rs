@@ -254,7 +254,9 @@ async fn every_kind_of_schedule_lands_as_cronjob_configmap_and_rbac() {
                 "--from-schedule",
                 name,
                 "--tool-namespace",
-                w.tool_ns.name()
+                w.tool_ns.name(),
+                "--v",
+                "2"
             ]
         );
 

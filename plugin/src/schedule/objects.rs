@@ -270,6 +270,9 @@ pub fn run_args(name: &str, namespace: &str) -> Vec<String> {
         name,
         "--tool-namespace",
         namespace,
+        // Info lines in the Job's log, as `-v 2` gives a user.
+        "--v",
+        "2",
     ]
     .map(str::to_owned)
     .to_vec()
@@ -343,7 +346,6 @@ pub fn cron_job(
                                     "command": ["kubectl-backup"],
                                     "args": run_args(name, namespace),
                                     "env": [
-                                        { "name": "RUST_LOG", "value": "info,kube_client=warn,kube_runtime=warn" },
                                         // Multipart uploads stage temporary data here.
                                         { "name": "TMPDIR", "value": "/tmp" },
                                         // The root filesystem is read-only: a schedule without a
@@ -606,7 +608,7 @@ mod tests {
         );
         assert_eq!(
             run_args("nightly", "kubectl-backup").join(" "),
-            "create --from-schedule nightly --tool-namespace kubectl-backup"
+            "create --from-schedule nightly --tool-namespace kubectl-backup --v 2"
         );
     }
 
