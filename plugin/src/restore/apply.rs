@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use super::order::Tier;
 use super::plan::{Decision, Item, Plan, Spool};
 use super::report::{Action, ExistingPolicy, ItemResult};
-use super::transform::{ObjectKey, TransformOptions, resolve_owner_refs, transform};
+use super::transform::{ObjectKey, TransformOptions, resolve_owner_refs, to_body, transform};
 
 /// The field manager recorded on objects the restore writes.
 pub const FIELD_MANAGER: &str = "kubectl-backup";
@@ -346,8 +346,19 @@ impl Engine {
             )));
         }
 
+        let body = match to_body(&object, &item.untouched) {
+            Ok(body) => body,
+            Err(error) => {
+                return Ok(Some(result(
+                    target_namespace,
+                    name,
+                    Action::Failed,
+                    Some(format!("cannot serialize: {error}")),
+                )));
+            }
+        };
         let (action, message, uid) = self
-            .create_or_handle_existing(&item, &url, &name, &object)
+            .create_or_handle_existing(&item, &url, &name, body)
             .await;
         if let Some(uid) = uid
             && let Ok(mut uids) = self.uids.lock()
@@ -383,18 +394,8 @@ impl Engine {
         item: &Item,
         url: &str,
         name: &str,
-        object: &Value,
+        body: Vec<u8>,
     ) -> (Action, Option<String>, Option<String>) {
-        let body = match serde_json::to_vec(object) {
-            Ok(body) => body,
-            Err(error) => {
-                return (
-                    Action::Failed,
-                    Some(format!("cannot serialize: {error}")),
-                    None,
-                );
-            }
-        };
         let params = PostParams {
             dry_run: self.options.dry_run,
             field_manager: Some(FIELD_MANAGER.to_owned()),
@@ -441,7 +442,7 @@ impl Engine {
                     return match self.options.existing {
                         ExistingPolicy::None => (Action::SkippedExisting, None, uid),
                         ExistingPolicy::Update => {
-                            let (action, message) = self.update(url, name, object).await;
+                            let (action, message) = self.update(url, name, &body).await;
                             (action, message, uid)
                         }
                     };
@@ -466,7 +467,11 @@ impl Engine {
     /// `--existing-resource-policy update`: merge-patch the object to the
     /// backed-up state; when the server refuses (immutable fields), patch what
     /// can change (labels, annotations) and report what could not.
-    async fn update(&self, url: &str, name: &str, object: &Value) -> (Action, Option<String>) {
+    async fn update(&self, url: &str, name: &str, body: &[u8]) -> (Action, Option<String>) {
+        let object: Value = match serde_json::from_slice(body) {
+            Ok(object) => object,
+            Err(error) => return (Action::Failed, Some(format!("cannot read back: {error}"))),
+        };
         let mut desired = object.clone();
         if let Some(metadata) = desired.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.remove("ownerReferences");

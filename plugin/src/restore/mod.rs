@@ -645,6 +645,7 @@ fn generated_namespace(name: &str, options: &TransformOptions) -> Item {
         deferred: false,
         generated: true,
         object,
+        untouched: Default::default(),
     }
 }
 

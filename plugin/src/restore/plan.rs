@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::order::{Tier, never_restored};
 use super::select::{Selection, Verdict};
-use super::transform::{ItemFacts, ObjectKey, TransformOptions};
+use super::transform::{ItemFacts, ObjectKey, TransformOptions, Untouched, split};
 use crate::archive::{ArchiveReader, EntryKind, ItemPath, PartInfo, VolumeRecord};
 
 /// Errors of this module.
@@ -74,9 +74,14 @@ pub struct Item {
     #[serde(default)]
     pub generated: bool,
     /// The object. Not part of the spool's record header: the spool keeps
-    /// the archive's own text of it (see [`Spool::push`]).
+    /// the archive's own text of it (see [`Spool::push`]). Read back from
+    /// the spool, it holds what the transforms of its kind need (at least
+    /// apiVersion, kind, metadata and type) and `untouched` the rest.
     #[serde(skip)]
     pub object: Value,
+    /// Top-level fields of the object kept as the archive's text.
+    #[serde(skip)]
+    pub untouched: Untouched,
 }
 
 impl Item {
@@ -254,7 +259,7 @@ fn read_record(reader: &mut impl BufRead) -> std::io::Result<Option<Item>> {
     if raw.pop() != Some(b'\n') {
         return Err(bad("a spool record does not end with a newline".into()));
     }
-    item.object = serde_json::from_slice(&raw)?;
+    (item.object, item.untouched) = split(&item.group, &item.resource, &raw)?;
     Ok(Some(item))
 }
 
@@ -375,27 +380,28 @@ fn scan_entries(
         };
         // The whole object is parsed again when it is applied; until then the
         // scan needs only its head, except where the index looks further.
-        let object: Value =
+        let (object, kind, api_version) =
             if group.is_empty() && matches!(resource.as_str(), "services" | "persistentvolumes") {
-                serde_json::from_slice(&data).map_err(item_error)?
+                let object: Value = serde_json::from_slice(&data).map_err(item_error)?;
+                let text = |field: &str| {
+                    object
+                        .get(field)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let (kind, api_version) = (text("kind"), text("apiVersion"));
+                (object, kind, api_version)
             } else {
+                // The index and the selection look at nothing else.
                 let head: Head = serde_json::from_slice(&data).map_err(item_error)?;
-                serde_json::json!({
-                    "apiVersion": head.api_version,
-                    "kind": head.kind,
-                    "metadata": head.metadata,
-                })
+                let object = Value::Object(
+                    [("metadata".to_owned(), head.metadata)]
+                        .into_iter()
+                        .collect(),
+                );
+                (object, head.kind, head.api_version)
             };
-        let kind = object
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let api_version = object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
         if group.is_empty()
             && resource == "services"
             && let Some(ns) = &path.namespace
@@ -423,6 +429,7 @@ fn scan_entries(
             deferred: verdict == Verdict::Deferred,
             generated: false,
             object,
+            untouched: Untouched::default(),
         };
         index.record(&item);
         let tier = Tier::of(&item.group, &item.resource);
@@ -744,6 +751,7 @@ mod tests {
 
     use super::*;
     use crate::archive::{ArchiveWriter, ClusterResources, ItemPath, ResourceKey};
+    use crate::restore::transform::to_body;
 
     fn archive(items: &[(ItemPath, Value)]) -> Vec<u8> {
         let mut writer = ArchiveWriter::new(Vec::new(), Utc::now(), &[]).unwrap();
@@ -897,6 +905,7 @@ mod tests {
             deferred: false,
             generated: false,
             object: Value::Null,
+            untouched: Untouched::default(),
         };
         // Pretty-printed text spans lines; a string may hold an escaped newline.
         let texts = [
@@ -911,13 +920,19 @@ mod tests {
         spool.finish().unwrap();
         let back = items(&spool, Tier::ConfigMaps);
         assert_eq!(back.len(), 2);
+        let whole = |item: &Item| -> Value {
+            serde_json::from_slice(&to_body(&item.object, &item.untouched).unwrap()).unwrap()
+        };
         for (got, text) in back.iter().zip(texts) {
             let want: Value = serde_json::from_str(text).unwrap();
-            assert_eq!(got.object, want);
+            assert_eq!(whole(got), want);
+            assert_eq!(got.object["metadata"], want["metadata"]);
             assert_eq!(got.name, want["metadata"]["name"]);
             assert_eq!(got.namespace.as_deref(), Some("shop"));
         }
-        assert_eq!(back[0].object["data"]["a"], "x\ny");
+        // A ConfigMap's data is no transform's business: it stays text.
+        assert!(back[0].object.get("data").is_none());
+        assert_eq!(whole(&back[0])["data"]["a"], "x\ny");
         assert!(items(&spool, Tier::Secrets).is_empty());
     }
 

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 
 use backup_common::{LABEL_BACKUP_NAME, LABEL_RESTORE_NAME};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 /// Annotations the PV controller and schedulers put on a bound PVC. They tie
@@ -115,6 +116,9 @@ pub fn parse_mapping(value: &str, separator: char) -> Result<BTreeMap<String, St
 /// Transform one backed-up object (of API `group`, plural `resource`) into
 /// what the restore creates. Owner references are left for
 /// [`resolve_owner_refs`]; everything else happens here.
+///
+/// `obj` may be only the head of the object (see [`split`]) when the kind has
+/// no rule of its own: what is common to every kind touches only the head.
 pub fn transform(
     group: &str,
     resource: &str,
@@ -125,7 +129,9 @@ pub fn transform(
     let Some(root) = obj.as_object_mut() else {
         return;
     };
-    root.remove("status");
+    for field in DROPPED_FIELDS {
+        root.remove(field);
+    }
     let metadata = object_entry(root, "metadata");
     for field in SERVER_SET_METADATA {
         metadata.remove(field);
@@ -144,52 +150,189 @@ pub fn transform(
         LABEL_RESTORE_NAME.into(),
         Value::String(options.restore_name.clone()),
     );
+    if let Some(rule) = Rule::of(group, resource, root) {
+        rule.apply(root, options, facts);
+    }
+}
 
-    match (group, resource) {
-        ("", "namespaces") => namespace(root, options),
-        ("", "services") => service(root, options),
-        ("", "pods") => pod_spec(object_entry(root, "spec")),
-        ("", "persistentvolumeclaims") => claim(root, options, facts),
-        ("", "persistentvolumes") => volume(root, options),
-        ("", "secrets") => secret(root),
-        ("", "serviceaccounts") => service_account(root),
-        ("apps", "statefulsets") => stateful_set(root, options),
-        ("batch", "jobs") => job(root),
-        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
-            binding_subjects(root, options)
-        }
-        (
-            "admissionregistration.k8s.io",
-            "mutatingwebhookconfigurations" | "validatingwebhookconfigurations",
-        ) => {
-            if let Some(hooks) = root.get_mut("webhooks").and_then(Value::as_array_mut) {
-                for hook in hooks {
-                    map_service_namespace(hook.pointer_mut("/clientConfig/service"), options);
+/// Top-level fields every transform may read or write. A kind without a
+/// [`Rule`] needs no other field parsed.
+const HEAD_FIELDS: [&str; 4] = ["apiVersion", "kind", "metadata", "type"];
+
+/// Top-level fields no restored object keeps: the target's controllers
+/// recompute the status.
+const DROPPED_FIELDS: [&str; 1] = ["status"];
+
+/// The Secret type whose data the target's token controller fills in.
+const SERVICE_ACCOUNT_TOKEN: &str = "kubernetes.io/service-account-token";
+
+/// What a kind needs beyond the common transform.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    Namespace,
+    Service,
+    Pod,
+    Claim,
+    Volume,
+    TokenSecret,
+    ServiceAccount,
+    StatefulSet,
+    Job,
+    BindingSubjects,
+    WebhookConfiguration,
+    ApiService,
+    CustomResourceDefinition,
+    SnapshotContent,
+}
+
+impl Rule {
+    /// The rule for an object of `group`/`resource` whose head is `root`.
+    fn of(group: &str, resource: &str, root: &Map<String, Value>) -> Option<Rule> {
+        Some(match (group, resource) {
+            ("", "namespaces") => Rule::Namespace,
+            ("", "services") => Rule::Service,
+            ("", "pods") => Rule::Pod,
+            ("", "persistentvolumeclaims") => Rule::Claim,
+            ("", "persistentvolumes") => Rule::Volume,
+            ("", "secrets")
+                if root.get("type").and_then(Value::as_str) == Some(SERVICE_ACCOUNT_TOKEN) =>
+            {
+                Rule::TokenSecret
+            }
+            ("", "serviceaccounts") => Rule::ServiceAccount,
+            ("apps", "statefulsets") => Rule::StatefulSet,
+            ("batch", "jobs") => Rule::Job,
+            ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
+                Rule::BindingSubjects
+            }
+            (
+                "admissionregistration.k8s.io",
+                "mutatingwebhookconfigurations" | "validatingwebhookconfigurations",
+            ) => Rule::WebhookConfiguration,
+            ("apiregistration.k8s.io", "apiservices") => Rule::ApiService,
+            ("apiextensions.k8s.io", "customresourcedefinitions") => Rule::CustomResourceDefinition,
+            ("snapshot.storage.k8s.io", "volumesnapshotcontents") => Rule::SnapshotContent,
+            _ => return None,
+        })
+    }
+
+    fn apply(self, root: &mut Map<String, Value>, options: &TransformOptions, facts: &ItemFacts) {
+        match self {
+            Rule::Namespace => namespace(root, options),
+            Rule::Service => service(root, options),
+            Rule::Pod => pod_spec(object_entry(root, "spec")),
+            Rule::Claim => claim(root, options, facts),
+            Rule::Volume => volume(root, options),
+            Rule::TokenSecret => token_secret(root),
+            Rule::ServiceAccount => service_account(root),
+            Rule::StatefulSet => stateful_set(root, options),
+            Rule::Job => job(root),
+            Rule::BindingSubjects => binding_subjects(root, options),
+            Rule::WebhookConfiguration => {
+                if let Some(hooks) = root.get_mut("webhooks").and_then(Value::as_array_mut) {
+                    for hook in hooks {
+                        map_service_namespace(hook.pointer_mut("/clientConfig/service"), options);
+                    }
+                }
+            }
+            Rule::ApiService => {
+                map_service_namespace(
+                    root.get_mut("spec").and_then(|s| s.get_mut("service")),
+                    options,
+                );
+            }
+            Rule::CustomResourceDefinition => {
+                let service = root
+                    .get_mut("spec")
+                    .and_then(|s| s.pointer_mut("/conversion/webhook/clientConfig/service"));
+                map_service_namespace(service, options);
+            }
+            Rule::SnapshotContent => {
+                if let Some(reference) = root
+                    .get_mut("spec")
+                    .and_then(|s| s.get_mut("volumeSnapshotRef"))
+                    .and_then(Value::as_object_mut)
+                {
+                    strip_reference(reference, options);
                 }
             }
         }
-        ("apiregistration.k8s.io", "apiservices") => {
-            map_service_namespace(
-                root.get_mut("spec").and_then(|s| s.get_mut("service")),
-                options,
-            );
+    }
+}
+
+/// Top-level fields of an object kept as their archive text: no transform
+/// reads or changes them.
+#[derive(Debug, Clone, Default)]
+pub struct Untouched(Vec<(String, Box<RawValue>)>);
+
+impl Untouched {
+    /// No fields.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl PartialEq for Untouched {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|((k1, v1), (k2, v2))| k1 == k2 && v1.get() == v2.get())
+    }
+}
+
+/// Read an object's archive text for a restore: the fields the transforms
+/// of its kind read or change are parsed, the others stay text
+/// ([`Untouched`]), and the fields every restore drops are left out. A kind
+/// with a rule of its own is parsed whole. [`to_body`] puts the two back
+/// together.
+pub fn split(group: &str, resource: &str, raw: &[u8]) -> serde_json::Result<(Value, Untouched)> {
+    let mut fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(raw)?;
+    let mut head = Map::new();
+    for key in HEAD_FIELDS {
+        if let Some(value) = fields.remove(key) {
+            head.insert(key.to_owned(), serde_json::from_str(value.get())?);
         }
-        ("apiextensions.k8s.io", "customresourcedefinitions") => {
-            let service = root
-                .get_mut("spec")
-                .and_then(|s| s.pointer_mut("/conversion/webhook/clientConfig/service"));
-            map_service_namespace(service, options);
+    }
+    if Rule::of(group, resource, &head).is_some() {
+        for (key, value) in fields {
+            head.insert(key, serde_json::from_str(value.get())?);
         }
-        ("snapshot.storage.k8s.io", "volumesnapshotcontents") => {
-            if let Some(reference) = root
-                .get_mut("spec")
-                .and_then(|s| s.get_mut("volumeSnapshotRef"))
-                .and_then(Value::as_object_mut)
-            {
-                strip_reference(reference, options);
+        return Ok((Value::Object(head), Untouched::default()));
+    }
+    for key in DROPPED_FIELDS {
+        fields.remove(key);
+    }
+    Ok((Value::Object(head), Untouched(fields.into_iter().collect())))
+}
+
+/// The JSON text of an object made of a parsed part and untouched fields
+/// (a field in both is taken from the parsed part).
+pub fn to_body(object: &Value, untouched: &Untouched) -> serde_json::Result<Vec<u8>> {
+    struct Body<'a>(&'a Map<String, Value>, &'a Untouched);
+    impl Serialize for Body<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let Body(parsed, untouched) = self;
+            let mut map = serializer.serialize_map(None)?;
+            for (key, value) in parsed.iter() {
+                map.serialize_entry(key, value)?;
             }
+            for (key, value) in &untouched.0 {
+                if !parsed.contains_key(key) {
+                    map.serialize_entry(key, value)?;
+                }
+            }
+            map.end()
         }
-        _ => {}
+    }
+    match object {
+        Value::Object(parsed) if !untouched.is_empty() => {
+            serde_json::to_vec(&Body(parsed, untouched))
+        }
+        _ => serde_json::to_vec(object),
     }
 }
 
@@ -445,10 +588,7 @@ fn job(root: &mut Map<String, Value>) {
 
 /// A token Secret a user created: the target's token controller fills in a
 /// token signed by the target, as long as the data and the old account uid are gone.
-fn secret(root: &mut Map<String, Value>) {
-    if root.get("type").and_then(Value::as_str) != Some("kubernetes.io/service-account-token") {
-        return;
-    }
+fn token_secret(root: &mut Map<String, Value>) {
     if let Some(data) = root.get_mut("data").and_then(Value::as_object_mut) {
         for key in ["token", "ca.crt", "namespace"] {
             data.remove(key);
@@ -614,6 +754,94 @@ mod tests {
     fn run(group: &str, resource: &str, mut obj: Value, facts: &ItemFacts) -> Value {
         transform(group, resource, &mut obj, &options(), facts);
         obj
+    }
+
+    /// Transform the archive text of an object the way a restore reads it:
+    /// split, transform the parsed part, put the body together.
+    fn run_split(group: &str, resource: &str, obj: &Value) -> (Value, Untouched) {
+        let raw = serde_json::to_vec(obj).unwrap();
+        let (mut parsed, untouched) = split(group, resource, &raw).unwrap();
+        transform(
+            group,
+            resource,
+            &mut parsed,
+            &options(),
+            &ItemFacts::default(),
+        );
+        let body = to_body(&parsed, &untouched).unwrap();
+        (serde_json::from_slice(&body).unwrap(), untouched)
+    }
+
+    #[test]
+    fn a_split_object_transforms_as_the_whole_object_does() {
+        let meta = |name: &str| {
+            json!({"name": name, "namespace": "shop", "uid": "u1", "resourceVersion": "7",
+                "labels": {"app": "web"}, "managedFields": [{"manager": "kubectl"}],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d1", "controller": true}]})
+        };
+        let cases = [
+            (
+                "",
+                "configmaps",
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("c"),
+                "data": {"k": "line\nnext \"quoted\" \u{e9}"}, "binaryData": {"b": "AAE="}}),
+            ),
+            (
+                "",
+                "secrets",
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta("s"),
+                "type": "Opaque", "data": {"password": "cGFzcw=="}, "immutable": true}),
+            ),
+            (
+                "",
+                "secrets",
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta("t"),
+                "type": SERVICE_ACCOUNT_TOKEN, "data": {"token": "dG9r", "extra": "eA=="}}),
+            ),
+            (
+                "apps",
+                "deployments",
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("web"),
+                "spec": {"replicas": 2, "template": {"spec": {"nodeName": "kept-in-templates"}}},
+                "status": {"replicas": 2}}),
+            ),
+            (
+                "",
+                "services",
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": meta("svc"),
+                "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "ports": [{"port": 80, "nodePort": 30080}]},
+                "status": {"loadBalancer": {}}}),
+            ),
+            (
+                "",
+                "pods",
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("p"),
+                "spec": {"nodeName": "n1", "priority": 0, "containers": []}, "status": {"phase": "Running"}}),
+            ),
+            (
+                "example.com",
+                "widgets",
+                json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": meta("w"),
+                "spec": {"size": 1.5, "tags": [null, true, -3]}, "status": {"ready": true}}),
+            ),
+        ];
+        for (group, resource, obj) in cases {
+            let whole = run(group, resource, obj.clone(), &ItemFacts::default());
+            let (split_result, untouched) = run_split(group, resource, &obj);
+            assert_eq!(split_result, whole, "{resource}");
+            assert!(split_result.get("status").is_none(), "{resource}");
+            // Kinds with a rule of their own are parsed whole; the others keep
+            // their body as text.
+            let ruled =
+                matches!(resource, "services" | "pods") || obj["type"] == SERVICE_ACCOUNT_TOKEN;
+            assert_eq!(untouched.is_empty(), ruled, "{resource}");
+        }
+    }
+
+    #[test]
+    fn split_refuses_what_is_not_an_object() {
+        assert!(split("", "configmaps", b"[1, 2]").is_err());
+        assert!(split("", "configmaps", b"{\"metadata\": {").is_err());
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub fn snapshot_objects(record: &VolumeRecord, options: &TransformOptions) -> Op
         deferred: false,
         generated: true,
         object,
+        untouched: Default::default(),
     };
     Some([
         item(
