@@ -209,7 +209,7 @@ pub fn never_restored(
 /// Token Secrets a user created explicitly are restored (with their token data
 /// cleared, see the transforms) so the target's controller fills them in.
 pub fn is_auto_created_token_secret(obj: &Value) -> bool {
-    if obj.get("type").and_then(Value::as_str) != Some("kubernetes.io/service-account-token") {
+    if obj.get("type").and_then(Value::as_str) != Some(super::transform::SERVICE_ACCOUNT_TOKEN) {
         return false;
     }
     let name = obj

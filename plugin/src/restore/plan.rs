@@ -378,8 +378,9 @@ fn scan_entries(
             path: path.to_tar_path(),
             source,
         };
-        // The whole object is parsed again when it is applied; until then the
-        // scan needs only its head, except where the index looks further.
+        // The fields the transforms need are parsed again when the item is
+        // applied; until then the scan needs only its head, except where the
+        // index looks further.
         let (object, kind, api_version) =
             if group.is_empty() && matches!(resource.as_str(), "services" | "persistentvolumes") {
                 let object: Value = serde_json::from_slice(&data).map_err(item_error)?;

@@ -164,7 +164,7 @@ const HEAD_FIELDS: [&str; 4] = ["apiVersion", "kind", "metadata", "type"];
 const DROPPED_FIELDS: [&str; 1] = ["status"];
 
 /// The Secret type whose data the target's token controller fills in.
-const SERVICE_ACCOUNT_TOKEN: &str = "kubernetes.io/service-account-token";
+pub const SERVICE_ACCOUNT_TOKEN: &str = "kubernetes.io/service-account-token";
 
 /// What a kind needs beyond the common transform.
 #[derive(Debug, Clone, Copy)]
