@@ -468,11 +468,10 @@ impl Engine {
     /// backed-up state; when the server refuses (immutable fields), patch what
     /// can change (labels, annotations) and report what could not.
     async fn update(&self, url: &str, name: &str, body: &[u8]) -> (Action, Option<String>) {
-        let object: Value = match serde_json::from_slice(body) {
+        let mut desired: Value = match serde_json::from_slice(body) {
             Ok(object) => object,
             Err(error) => return (Action::Failed, Some(format!("cannot read back: {error}"))),
         };
-        let mut desired = object.clone();
         if let Some(metadata) = desired.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.remove("ownerReferences");
         }
@@ -486,8 +485,8 @@ impl Engine {
             Ok(_) => (Action::Updated, None),
             Err(Failure::Api(status)) if status.code == 422 || status.code == 400 => {
                 let metadata_only = json!({"metadata": {
-                    "labels": object.pointer("/metadata/labels").cloned().unwrap_or(Value::Null),
-                    "annotations": object.pointer("/metadata/annotations").cloned().unwrap_or(Value::Null),
+                    "labels": desired.pointer("/metadata/labels").cloned().unwrap_or(Value::Null),
+                    "annotations": desired.pointer("/metadata/annotations").cloned().unwrap_or(Value::Null),
                 }});
                 let request = kube::core::Request::new(url).patch(
                     name,
