@@ -272,6 +272,48 @@ async fn dry_run_create_persists_nothing() {
     assert_status_eq(&got.json(), &rec["body"], "follow-up get");
 }
 
+#[tokio::test]
+async fn writes_and_gets_answer_metadata_only_when_asked() {
+    let (_cluster, raw) = setup().await;
+    // What kube-apiserver's content negotiation serves for any single object:
+    // `as=PartialObjectMetadata` first, a plain fallback after it.
+    let metadata_only =
+        "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json";
+    let cm = json!({"metadata": {"name": "partial", "labels": {"a": "b"}}, "data": {"k": "v"}});
+    let created = raw
+        .call(
+            "POST",
+            "/api/v1/namespaces/rec/configmaps",
+            Some("application/json"),
+            Some(metadata_only),
+            serde_json::to_vec(&cm).expect("json"),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let body = created.json();
+    assert_eq!(body["kind"], "PartialObjectMetadata");
+    assert_eq!(body["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(body["metadata"]["name"], "partial");
+    assert_eq!(body["metadata"]["labels"], json!({"a": "b"}));
+    assert!(body["metadata"]["uid"].is_string());
+    assert!(body["metadata"]["managedFields"].is_array());
+    assert!(body.get("data").is_none(), "{body}");
+
+    let uri = "/api/v1/namespaces/rec/configmaps/partial";
+    let got = raw
+        .call("GET", uri, None, Some(metadata_only), Vec::new())
+        .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["metadata"], body["metadata"]);
+    assert!(got.json().get("data").is_none());
+
+    let full = raw.get(uri).await.json();
+    assert_eq!(full["kind"], "ConfigMap");
+    assert_eq!(full["apiVersion"], "v1");
+    assert_eq!(full["data"], json!({"k": "v"}));
+    assert_eq!(full["metadata"], body["metadata"]);
+}
+
 fn continue_token(v: &Value) -> Option<Value> {
     use base64::Engine;
     let t = v.pointer("/metadata/continue")?.as_str()?;

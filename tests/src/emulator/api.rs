@@ -56,8 +56,9 @@ pub struct WriteOptions {
 pub struct Written {
     /// 200 or 201.
     pub code: u16,
-    /// The object as answered (typed).
-    pub object: Value,
+    /// The object as stored (no `kind`/`apiVersion`: the server adds the
+    /// type, or answers metadata only, as the client asked).
+    pub object: Arc<Value>,
     /// `Warning` header texts.
     pub warnings: Vec<String>,
 }
@@ -978,7 +979,7 @@ impl Api {
             }
             return Ok(Written {
                 code: 201,
-                object: render::object(rt, &obj),
+                object: Arc::new(obj),
                 warnings,
             });
         }
@@ -991,7 +992,7 @@ impl Api {
         }
         Ok(Written {
             code: 201,
-            object: render::object(rt, &stored),
+            object: stored,
             warnings,
         })
     }
@@ -1292,7 +1293,7 @@ impl Api {
                     w.extend(warnings);
                     return Ok(Written {
                         code: 200,
-                        object: render::object(rt, &stored),
+                        object: stored,
                         warnings: w,
                     });
                 }
@@ -1431,7 +1432,7 @@ impl Api {
                 Ok(stored) => {
                     return Ok(Written {
                         code: 200,
-                        object: render::object(rt, &stored),
+                        object: stored,
                         warnings,
                     });
                 }
@@ -1824,7 +1825,7 @@ mod tests {
             .as_str()
             .unwrap()
             .to_owned();
-        let mut obj = w.object.clone();
+        let mut obj = Value::clone(&w.object);
         obj["data"]["k"] = json!("2");
         let w2 = api
             .update(&cm, Some("default"), "a", obj.clone(), None, &opts())
@@ -1837,13 +1838,20 @@ mod tests {
         assert_eq!(e.code(), 409);
         // No-op keeps the rv.
         let w3 = api
-            .update(&cm, Some("default"), "a", w2.object.clone(), None, &opts())
+            .update(
+                &cm,
+                Some("default"),
+                "a",
+                Value::clone(&w2.object),
+                None,
+                &opts(),
+            )
             .unwrap();
         assert_eq!(
             w3.object["metadata"]["resourceVersion"],
             w2.object["metadata"]["resourceVersion"]
         );
-        let mut renamed = w2.object.clone();
+        let mut renamed = Value::clone(&w2.object);
         renamed["metadata"]["name"] = json!("other");
         assert_eq!(
             api.update(&cm, Some("default"), "a", renamed, None, &opts())
@@ -1896,7 +1904,7 @@ mod tests {
         let w = api.create(&d, Some("default"), body, &opts()).unwrap();
         assert_eq!(w.object["status"], json!({}));
         assert_eq!(w.object["metadata"]["generation"], 1);
-        let mut s = w.object.clone();
+        let mut s = Value::clone(&w.object);
         s["status"] = json!({"replicas": 1});
         let w = api
             .update(&d, Some("default"), "d", s, Some("status"), &opts())

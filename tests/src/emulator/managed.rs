@@ -90,6 +90,15 @@ fn remove(obj: &mut Value, path: &[String]) {
     }
 }
 
+/// Struct-like fields carry no `"."` entry in update operations' `fieldsV1`;
+/// maps and optional structs do (cosmetic).
+fn is_structural(key: &str) -> bool {
+    matches!(
+        key,
+        "metadata" | "spec" | "status" | "template" | "strategy"
+    )
+}
+
 /// `fieldsV1` for a field set; `dots` adds the `"."` entries update operations carry.
 pub fn to_fields_v1(set: &FieldSet, dots: bool) -> Value {
     let mut root = Map::new();
@@ -100,18 +109,55 @@ pub fn to_fields_v1(set: &FieldSet, dots: bool) -> Value {
                 .entry(format!("f:{k}"))
                 .or_insert_with(|| Value::Object(Map::new()));
             let Value::Object(m) = entry else { break };
-            // Struct-like fields carry no "." entry, maps and optional structs do (cosmetic).
-            let structural = matches!(
-                k.as_str(),
-                "metadata" | "spec" | "status" | "template" | "strategy"
-            );
-            if dots && i + 1 < path.len() && !structural && !m.contains_key(".") {
+            if dots && i + 1 < path.len() && !is_structural(k) && !m.contains_key(".") {
                 m.insert(".".into(), json!({}));
             }
             cur = m;
         }
     }
     Value::Object(root)
+}
+
+/// The update-style `fieldsV1` of every field of `obj` a manager can own:
+/// `to_fields_v1(&field_set(obj), true)` in one walk, without the path set
+/// (what a create records, on every create).
+fn all_fields_v1(obj: &Value) -> Map<String, Value> {
+    fn owned(key: &str, value: &Value) -> Value {
+        let mut out = Map::new();
+        if let Value::Object(children) = value
+            && !children.is_empty()
+        {
+            if !is_structural(key) {
+                out.insert(".".into(), json!({}));
+            }
+            for (k, child) in children {
+                out.insert(format!("f:{k}"), owned(k, child));
+            }
+        }
+        Value::Object(out)
+    }
+    let mut root = Map::new();
+    for (k, v) in obj.as_object().into_iter().flatten() {
+        match k.as_str() {
+            "apiVersion" | "kind" => {}
+            "metadata" => {
+                let fields: Map<String, Value> = v
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(mk, _)| !SYSTEM_METADATA.contains(&mk.as_str()))
+                    .map(|(mk, mv)| (format!("f:{mk}"), owned(mk, mv)))
+                    .collect();
+                if !fields.is_empty() {
+                    root.insert("f:metadata".into(), Value::Object(fields));
+                }
+            }
+            _ => {
+                root.insert(format!("f:{k}"), owned(k, v));
+            }
+        }
+    }
+    root
 }
 
 /// The field set described by `fieldsV1` (list item keys `k:`/`v:`/`i:` make the list a leaf).
@@ -164,25 +210,41 @@ fn entries(obj: &Value) -> Vec<Entry> {
         .collect()
 }
 
+/// One `managedFields` entry as served.
+fn entry_value(
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    time: &str,
+    subresource: Option<&str>,
+    fields_v1: Value,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("manager".into(), json!(manager));
+    m.insert("operation".into(), json!(operation));
+    m.insert("apiVersion".into(), json!(api_version));
+    m.insert("time".into(), json!(time));
+    m.insert("fieldsType".into(), json!("FieldsV1"));
+    m.insert("fieldsV1".into(), fields_v1);
+    if let Some(s) = subresource {
+        m.insert("subresource".into(), json!(s));
+    }
+    Value::Object(m)
+}
+
 fn write_entries(obj: &mut Value, entries: &[Entry]) {
     let list: Vec<Value> = entries
         .iter()
         .filter(|e| !e.fields.is_empty())
         .map(|e| {
-            let mut m = Map::new();
-            m.insert("manager".into(), json!(e.manager));
-            m.insert("operation".into(), json!(e.operation));
-            m.insert("apiVersion".into(), json!(e.api_version));
-            m.insert("time".into(), json!(e.time));
-            m.insert("fieldsType".into(), json!("FieldsV1"));
-            m.insert(
-                "fieldsV1".into(),
+            entry_value(
+                &e.manager,
+                &e.operation,
+                &e.api_version,
+                &e.time,
+                e.subresource.as_deref(),
                 to_fields_v1(&e.fields, e.operation == "Update"),
-            );
-            if let Some(s) = &e.subresource {
-                m.insert("subresource".into(), json!(s));
-            }
-            Value::Object(m)
+            )
         })
         .collect();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -204,6 +266,28 @@ pub fn record_update(
     subresource: Option<&str>,
     now: &str,
 ) {
+    let Some(old) = old else {
+        // A create: the manager owns every field, in one entry.
+        let fields = all_fields_v1(new);
+        let managed = (!fields.is_empty()).then(|| {
+            entry_value(
+                manager,
+                "Update",
+                api_version,
+                now,
+                subresource,
+                Value::Object(fields),
+            )
+        });
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            match managed {
+                Some(entry) => meta.insert("managedFields".into(), Value::Array(vec![entry])),
+                None => meta.remove("managedFields"),
+            };
+        }
+        return;
+    };
+    let old = Some(old);
     let mut list = old.map(entries).unwrap_or_default();
     let new_fields = field_set(new);
     let old_fields = old.map(field_set).unwrap_or_default();
@@ -430,6 +514,46 @@ mod tests {
             .map(|e| e["manager"].as_str().unwrap())
             .collect();
         assert_eq!(managers, ["rec", "other"]);
+    }
+
+    #[test]
+    fn a_create_records_what_the_general_path_would() {
+        let dir = format!("{}/fixtures/real-apiserver", env!("CARGO_MANIFEST_DIR"));
+        let mut compared = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let rec: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for obj in [&rec["body"], &rec["request"]["body"]] {
+                if obj.get("metadata").is_none() {
+                    continue;
+                }
+                let expected = to_fields_v1(&field_set(obj), true);
+                assert_eq!(
+                    Value::Object(all_fields_v1(obj)),
+                    expected,
+                    "{}",
+                    path.display()
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared > 50, "only {compared} recorded objects compared");
+
+        let mut bare = json!({"metadata": {"name": "a", "uid": "u", "managedFields": []}});
+        record_update(None, &mut bare, "m", "v1", None, "t");
+        assert!(bare["metadata"].get("managedFields").is_none());
+        let mut scaled = json!({"metadata": {"name": "a"}, "spec": {"replicas": 2}});
+        record_update(None, &mut scaled, "m", "v1", Some("scale"), "t");
+        assert_eq!(
+            scaled["metadata"]["managedFields"],
+            json!([{"manager": "m", "operation": "Update", "apiVersion": "v1", "time": "t",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}},
+                    "subresource": "scale"}])
+        );
     }
 
     #[test]

@@ -51,6 +51,34 @@ pub fn object(rt: &ResourceType, obj: &Value) -> Value {
     Value::Object(out)
 }
 
+/// A single stored object of `rt` as answered: typed, serialized without a copy.
+pub fn typed(rt: &ResourceType, obj: &Value) -> Vec<u8> {
+    serde_json::to_vec(&Typed {
+        kind: &rt.kind,
+        api_version: &rt.api_version(),
+        object: obj,
+    })
+    .unwrap_or_default()
+}
+
+/// A single stored object as `PartialObjectMetadata` of `api_version`
+/// (`meta.k8s.io/v1` or `/v1beta1`): its metadata alone.
+pub fn metadata_only(api_version: &str, obj: &Value) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Partial<'a> {
+        kind: &'static str,
+        #[serde(rename = "apiVersion")]
+        api_version: &'a str,
+        metadata: &'a Value,
+    }
+    serde_json::to_vec(&Partial {
+        kind: "PartialObjectMetadata",
+        api_version,
+        metadata: obj.get("metadata").unwrap_or(&Value::Null),
+    })
+    .unwrap_or_default()
+}
+
 /// Drop `kind`/`apiVersion` from a decoded request body before storing it.
 pub fn strip_type(obj: &mut Value) {
     if let Some(m) = obj.as_object_mut() {

@@ -122,6 +122,17 @@ impl Reply {
         Reply::bytes(status, serde_json::to_vec(v).unwrap_or_default())
     }
 
+    /// A single object of `rt`: typed, or its metadata alone when the
+    /// client asked for `PartialObjectMetadata` (as a real server answers
+    /// gets and writes alike).
+    fn object(ctx: &Ctx<'_>, rt: &ResourceType, status: u16, obj: &Value) -> Reply {
+        let body = match ctx.wants_metadata_only() {
+            Some(api_version) => render::metadata_only(api_version, obj),
+            None => render::typed(rt, obj),
+        };
+        Reply::bytes(status, body)
+    }
+
     fn bytes(status: u16, b: Vec<u8>) -> Reply {
         Reply {
             status,
@@ -322,6 +333,30 @@ impl Ctx<'_> {
             .split(',')
             .next()
             .is_some_and(|first| first.contains("as=Table"))
+    }
+
+    /// The `meta.k8s.io` version of `PartialObjectMetadata` when the preferred
+    /// media range asks for it (`application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1`).
+    fn wants_metadata_only(&self) -> Option<&'static str> {
+        let first = self.header(header::ACCEPT).split(',').next()?;
+        let params = first.split(';').skip(1).map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.trim(), v.trim())
+        });
+        let (mut kind, mut group, mut version) = (None, None, None);
+        for (k, v) in params {
+            match k {
+                "as" => kind = Some(v),
+                "g" => group = Some(v),
+                "v" => version = Some(v),
+                _ => {}
+            }
+        }
+        match (kind?, group?, version?) {
+            ("PartialObjectMetadata", "meta.k8s.io", "v1") => Some("meta.k8s.io/v1"),
+            ("PartialObjectMetadata", "meta.k8s.io", "v1beta1") => Some("meta.k8s.io/v1beta1"),
+            _ => None,
+        }
     }
 
     /// Decode the request body as JSON (or YAML, which kubectl never sends but users may).
@@ -556,7 +591,7 @@ fn resource(ctx: &Ctx<'_>, group: &str, version: &str, rest: &[&str]) -> ApiResu
                 verb_allowed("create")?;
                 let obj = ctx.decode_object(&rt)?;
                 let w = api.create(&rt, ns, obj, &ctx.write_options()?)?;
-                Ok(Reply::json(w.code, &w.object).warnings(&w.warnings))
+                Ok(Reply::object(ctx, &rt, w.code, &w.object).warnings(&w.warnings))
             }
             Method::DELETE => {
                 verb_allowed("deletecollection")?;
@@ -574,13 +609,13 @@ fn resource(ctx: &Ctx<'_>, group: &str, version: &str, rest: &[&str]) -> ApiResu
                     let md = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
                     return Ok(Reply::json(200, &render::table(&rt, &md, &[obj])));
                 }
-                Ok(Reply::json(200, &render::object(&rt, &obj)))
+                Ok(Reply::object(ctx, &rt, 200, &obj))
             }
             Method::PUT => {
                 verb_allowed("update")?;
                 let obj = ctx.decode_object(&rt)?;
                 let w = api.update(&rt, ns, name, obj, None, &ctx.write_options()?)?;
-                Ok(Reply::json(w.code, &w.object).warnings(&w.warnings))
+                Ok(Reply::object(ctx, &rt, w.code, &w.object).warnings(&w.warnings))
             }
             Method::PATCH => {
                 verb_allowed("patch")?;
@@ -608,7 +643,7 @@ fn resource(ctx: &Ctx<'_>, group: &str, version: &str, rest: &[&str]) -> ApiResu
                 }
                 let obj = ctx.decode_object(&rt)?;
                 let w = api.update(&rt, ns, name, obj, Some("finalize"), &ctx.write_options()?)?;
-                return Ok(Reply::json(w.code, &w.object).warnings(&w.warnings));
+                return Ok(Reply::object(ctx, &rt, w.code, &w.object).warnings(&w.warnings));
             }
             if sub != "status" {
                 // Other subresources (log, exec, proxy, ...) are not emulated.
@@ -617,13 +652,13 @@ fn resource(ctx: &Ctx<'_>, group: &str, version: &str, rest: &[&str]) -> ApiResu
             match *m {
                 Method::GET => {
                     let obj = api.get(&rt, ns, name)?;
-                    Ok(Reply::json(200, &render::object(&rt, &obj)))
+                    Ok(Reply::object(ctx, &rt, 200, &obj))
                 }
                 Method::PUT => {
                     let obj = ctx.decode_object(&rt)?;
                     let w =
                         api.update(&rt, ns, name, obj, Some("status"), &ctx.write_options()?)?;
-                    Ok(Reply::json(w.code, &w.object).warnings(&w.warnings))
+                    Ok(Reply::object(ctx, &rt, w.code, &w.object).warnings(&w.warnings))
                 }
                 Method::PATCH => patch_reply(ctx, &api, &rt, ns, name, Some("status")),
                 _ => Err(ApiError::method_not_allowed()),
@@ -653,7 +688,7 @@ fn patch_reply(
         opts.field_manager = ctx.q("fieldManager").unwrap_or("").to_owned();
     }
     let w = api.patch(rt, ns, name, pt, &ctx.body, sub, &opts)?;
-    Ok(Reply::json(w.code, &w.object).warnings(&w.warnings))
+    Ok(Reply::object(ctx, rt, w.code, &w.object).warnings(&w.warnings))
 }
 
 fn scale_reply(
