@@ -34,6 +34,12 @@ const NAMESPACE_TERMINATION_TIMEOUT: Duration = Duration::from_secs(180);
 /// Attempts for one request when the API server answers 429/5xx or the connection breaks.
 const ATTEMPTS: u32 = 5;
 
+/// What a create asks to be answered with: the new object's metadata alone
+/// (all the restore reads is its uid), or the whole object from a server that
+/// cannot transform its answers (kube-apiserver can, for every kind).
+const METADATA_ONLY: &str =
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json";
+
 /// How the restore runs.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -403,7 +409,15 @@ impl Engine {
         let is_namespace = item.group.is_empty() && item.resource == "namespaces";
         let mut waited_for_termination = false;
         loop {
-            let request = kube::core::Request::new(url).create(&params, body.clone());
+            let request = kube::core::Request::new(url)
+                .create(&params, body.clone())
+                .map(|mut request| {
+                    request.headers_mut().insert(
+                        http::header::ACCEPT,
+                        http::HeaderValue::from_static(METADATA_ONLY),
+                    );
+                    request
+                });
             match self.send::<Written>(request).await {
                 Ok(created) => {
                     let message = self
@@ -724,7 +738,8 @@ fn clone_request(request: &http::Request<Vec<u8>>) -> (http::request::Parts, Vec
     (parts, request.body().clone())
 }
 
-/// What a restore reads of the server's answer to a create: the new uid.
+/// What a restore reads of the server's answer to a create (the object, or
+/// its `PartialObjectMetadata`): the new uid.
 #[derive(Debug, Default, serde::Deserialize)]
 struct Written {
     #[serde(default)]
