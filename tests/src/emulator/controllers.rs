@@ -237,13 +237,26 @@ fn remove_finalizer(api: &Api, rt: &ResourceType, ns: Option<&str>, name: &str, 
 /// `rand.SafeEncodeString` of the decimal FNV-32a hash of a pod template, as the
 /// deployment controller names ReplicaSets (`<deployment>-<hash>`).
 pub fn pod_template_hash(template: &Value) -> String {
-    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut hash: u32 = 0x811c_9dc5;
-    for b in serde_json::to_vec(template).unwrap_or_default() {
-        hash ^= u32::from(b);
-        hash = hash.wrapping_mul(0x0100_0193);
+    /// FNV-1a of the bytes written through it.
+    struct Fnv(u32);
+    impl std::io::Write for Fnv {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            for &b in buf {
+                self.0 ^= u32::from(b);
+                self.0 = self.0.wrapping_mul(0x0100_0193);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
-    hash.to_string()
+    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    // Every pass hashes every Deployment's template: stream it, do not build its text.
+    let mut fnv = Fnv(0x811c_9dc5);
+    let _ = serde_json::to_writer(&mut fnv, template);
+    fnv.0
+        .to_string()
         .bytes()
         .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
         .collect()
@@ -306,8 +319,9 @@ pub fn reconcile_workloads(api: &Api) {
     {
         let ns = meta_str(d, "namespace").unwrap_or("").to_owned();
         let uid = meta_str(d, "uid").unwrap_or("");
-        let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
-        let hash = pod_template_hash(&template);
+        let empty = json!({});
+        let template = d.pointer("/spec/template").unwrap_or(&empty);
+        let hash = pod_template_hash(template);
         let name = format!("{}-{hash}", meta_str(d, "name").unwrap_or(""));
         let replicas = d
             .pointer("/spec/replicas")
@@ -898,6 +912,15 @@ pub fn collect_garbage(api: &Api) {
 mod tests {
     use super::*;
     use crate::emulator::api::WriteOptions;
+
+    #[test]
+    fn the_template_hash_is_fnv_1a_of_the_compact_json() {
+        // FNV-1a (32 bit) of the template's compact JSON text is 1362378906;
+        // each decimal digit picks a character, as the Deployment controller's does.
+        let template = json!({"metadata": {"labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        assert_eq!(pod_template_hash(&template), "57b67cdf4b");
+    }
 
     #[test]
     fn full_passes_wait_four_times_as_long_as_the_last_one_took() {
