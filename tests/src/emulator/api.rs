@@ -142,7 +142,9 @@ pub enum Deleted {
 
 /// RFC 3339 "now" in seconds, like metav1.Time.
 pub fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    // RFC 3339 in whole seconds with a Z, as the API server writes timestamps
+    // (without parsing a format string on every write).
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn meta(obj: &Value) -> Option<&Map<String, Value>> {
@@ -1693,6 +1695,15 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_whole_seconds_in_utc() {
+        let t = now();
+        assert_eq!(t.len(), "2026-11-22T05:10:12Z".len(), "{t}");
+        let parsed = chrono::DateTime::parse_from_rfc3339(&t).unwrap();
+        assert_eq!(parsed.offset().local_minus_utc(), 0);
+        assert!(t.ends_with('Z') && !t.contains('.'), "{t}");
+    }
 
     fn api() -> Api {
         let api = Api::new("CA".into()).unwrap();
