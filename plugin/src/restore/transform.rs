@@ -289,23 +289,64 @@ impl PartialEq for Untouched {
 /// with a rule of its own is parsed whole. [`to_body`] puts the two back
 /// together.
 pub fn split(group: &str, resource: &str, raw: &[u8]) -> serde_json::Result<(Value, Untouched)> {
-    let mut fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(raw)?;
-    let mut head = Map::new();
-    for key in HEAD_FIELDS {
-        if let Some(value) = fields.remove(key) {
-            head.insert(key.to_owned(), serde_json::from_str(value.get())?);
-        }
+    // Whether a Secret has a rule depends on its type; every other kind's
+    // rule depends on its group and resource alone.
+    if Rule::of(group, resource, &Map::new()).is_some() {
+        let whole: Map<String, Value> = serde_json::from_slice(raw)?;
+        return Ok((Value::Object(whole), Untouched::default()));
     }
+    let Parts { mut head, rest } = serde_json::from_slice(raw)?;
     if Rule::of(group, resource, &head).is_some() {
-        for (key, value) in fields {
+        for (key, value) in rest {
             head.insert(key, serde_json::from_str(value.get())?);
         }
         return Ok((Value::Object(head), Untouched::default()));
     }
-    for key in DROPPED_FIELDS {
-        fields.remove(key);
+    Ok((Value::Object(head), Untouched(rest)))
+}
+
+/// An object read in one pass: the head fields parsed, the dropped ones
+/// skipped, the others kept as their text.
+struct Parts {
+    head: Map<String, Value>,
+    rest: Vec<(String, Box<RawValue>)>,
+}
+
+impl<'de> Deserialize<'de> for Parts {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Parts;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Parts, A::Error> {
+                let mut parts = Parts {
+                    head: Map::new(),
+                    rest: Vec::new(),
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    if HEAD_FIELDS.contains(&key.as_str()) {
+                        let value: Value = map.next_value()?;
+                        parts.head.insert(key, value);
+                    } else if DROPPED_FIELDS.contains(&key.as_str()) {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    } else {
+                        let value: Box<RawValue> = map.next_value()?;
+                        parts.rest.retain(|(k, _)| *k != key);
+                        parts.rest.push((key, value));
+                    }
+                }
+                Ok(parts)
+            }
+        }
+        deserializer.deserialize_map(Fields)
     }
-    Ok((Value::Object(head), Untouched(fields.into_iter().collect())))
 }
 
 /// The JSON text of an object made of a parsed part and untouched fields
