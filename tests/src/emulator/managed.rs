@@ -287,17 +287,16 @@ pub fn record_update(
         }
         return;
     };
-    let old = Some(old);
-    let mut list = old.map(entries).unwrap_or_default();
+    let mut list = entries(old);
     let new_fields = field_set(new);
-    let old_fields = old.map(field_set).unwrap_or_default();
+    let old_fields = field_set(old);
     let changed: FieldSet = new_fields
         .iter()
-        .filter(|p| old.and_then(|o| get(o, p)) != get(new, p))
+        .filter(|p| get(old, p) != get(new, p))
         .cloned()
         .collect();
     let removed: FieldSet = old_fields.difference(&new_fields).cloned().collect();
-    if changed.is_empty() && removed.is_empty() && old.is_some() {
+    if changed.is_empty() && removed.is_empty() {
         write_entries(new, &list);
         return;
     }
