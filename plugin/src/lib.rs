@@ -9,6 +9,7 @@ pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod etcd;
+pub mod json;
 pub mod location;
 pub mod output;
 pub mod progress;

@@ -7,6 +7,7 @@
 //! restore. Items are grouped in [`Tier`]s; a tier starts only when the one
 //! before it has finished, items inside one tier are applied concurrently.
 
+use crate::json::{at, meta_str};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -130,24 +131,10 @@ pub fn never_restored(
     obj: &Value,
     service_has_selector: impl Fn(&str, &str) -> bool,
 ) -> Option<&'static str> {
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let namespace = obj
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let label = |key: &str| {
-        obj.pointer("/metadata/labels")
-            .and_then(|l| l.get(key))
-            .and_then(Value::as_str)
-    };
-    let annotation = |key: &str| {
-        obj.pointer("/metadata/annotations")
-            .and_then(|a| a.get(key))
-            .and_then(Value::as_str)
-    };
+    let name = meta_str(obj, "name").unwrap_or("");
+    let namespace = meta_str(obj, "namespace").unwrap_or("");
+    let label = |key: &str| at(obj, &["metadata", "labels", key]).and_then(Value::as_str);
+    let annotation = |key: &str| at(obj, &["metadata", "annotations", key]).and_then(Value::as_str);
     match (group, resource) {
         ("", "nodes") => Some("nodes belong to the source cluster's machines"),
         ("", "events") | ("events.k8s.io", "events") => Some("events are history, not state"),
@@ -212,14 +199,17 @@ pub fn is_auto_created_token_secret(obj: &Value) -> bool {
     if obj.get("type").and_then(Value::as_str) != Some(super::transform::SERVICE_ACCOUNT_TOKEN) {
         return false;
     }
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let account = obj
-        .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let name = meta_str(obj, "name").unwrap_or("");
+    let account = at(
+        obj,
+        &[
+            "metadata",
+            "annotations",
+            "kubernetes.io/service-account.name",
+        ],
+    )
+    .and_then(Value::as_str)
+    .unwrap_or("");
     !account.is_empty()
         && name
             .strip_prefix(account)

@@ -109,13 +109,24 @@ impl LabelSelector {
 
     /// Does an object with these labels match?
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matches_with(|key| labels.get(key).map(String::as_str))
+    }
+
+    /// Does this object match, by its `metadata.labels` (non-string values
+    /// count as absent)?
+    pub fn matches_object(&self, obj: &Value) -> bool {
+        let labels = crate::json::meta(obj, "labels");
+        self.matches_with(|key| labels.and_then(|l| l.get(key)).and_then(Value::as_str))
+    }
+
+    fn matches_with<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|req| match req {
-            Requirement::Equals(k, v) => labels.get(k) == Some(v),
-            Requirement::NotEquals(k, v) => labels.get(k) != Some(v),
-            Requirement::In(k, vs) => labels.get(k).is_some_and(|l| vs.contains(l)),
-            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|l| !vs.contains(l)),
-            Requirement::Exists(k) => labels.contains_key(k),
-            Requirement::DoesNotExist(k) => !labels.contains_key(k),
+            Requirement::Equals(k, v) => label(k) == Some(v.as_str()),
+            Requirement::NotEquals(k, v) => label(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => label(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+            Requirement::NotIn(k, vs) => label(k).is_none_or(|l| !vs.iter().any(|v| v == l)),
+            Requirement::Exists(k) => label(k).is_some(),
+            Requirement::DoesNotExist(k) => label(k).is_none(),
         })
     }
 }
@@ -202,18 +213,6 @@ fn checked_value(value: &str) -> Result<String, String> {
     }
 }
 
-/// The labels of an object as a map (non-string values are ignored).
-pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
-    obj.pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// What the user asked to restore.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
@@ -297,7 +296,7 @@ impl Selection {
         }
         match namespace {
             Some(ns) => {
-                if self.namespace_selected(ns) && self.selector.matches(&labels_of(obj)) {
+                if self.namespace_selected(ns) && self.selector.matches_object(obj) {
                     Verdict::Restore
                 } else {
                     Verdict::Skip
@@ -307,10 +306,7 @@ impl Selection {
                 // Namespace objects follow the namespace selection, not the
                 // cluster-resources mode or the label selector: restored items
                 // need their namespace, with its labels and annotations.
-                let name = obj
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
+                let name = crate::json::meta_str(obj, "name").unwrap_or("");
                 if self.namespace_selected(name) {
                     Verdict::Restore
                 } else {
@@ -320,7 +316,7 @@ impl Selection {
             None => match self.cluster_resources {
                 ClusterResources::Never => Verdict::Skip,
                 ClusterResources::Always => {
-                    if self.selector.matches(&labels_of(obj)) {
+                    if self.selector.matches_object(obj) {
                         Verdict::Restore
                     } else {
                         Verdict::Skip
@@ -454,6 +450,45 @@ mod tests {
         assert!(notin.matches(&labels(&[("app", "web")])));
         assert!(!notin.matches(&labels(&[("app", "web"), ("env", "prod")])));
         assert!(LabelSelector::parse("example.com/tier=gold").is_ok());
+    }
+
+    #[test]
+    fn objects_match_by_their_labels_as_label_maps_do() {
+        let sel =
+            LabelSelector::parse("app=web,tier!=db,env in (prod, staging),!legacy,team").unwrap();
+        let object = |labels: Value| json!({"metadata": {"name": "x", "labels": labels}});
+        let cases = [
+            (json!({"app": "web", "env": "prod", "team": "a"}), true),
+            (json!({"app": "web", "env": "dev", "team": "a"}), false),
+            (
+                json!({"app": "web", "env": "prod", "team": "a", "legacy": ""}),
+                false,
+            ),
+            (
+                json!({"app": "web", "env": "prod", "team": "a", "tier": "db"}),
+                false,
+            ),
+            // A label that is not a string counts as absent.
+            (json!({"app": "web", "env": "prod", "team": 7}), false),
+            (json!(null), false),
+        ];
+        for (labels, expected) in cases {
+            let as_map: BTreeMap<String, String> = labels
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect();
+            assert_eq!(sel.matches(&as_map), expected, "{labels}");
+            assert_eq!(
+                sel.matches_object(&object(labels.clone())),
+                expected,
+                "{labels}"
+            );
+        }
+        let missing = LabelSelector::parse("!legacy").unwrap();
+        assert!(missing.matches_object(&json!({"metadata": {}})));
+        assert!(LabelSelector::default().matches_object(&json!({})));
     }
 
     #[test]
