@@ -147,7 +147,8 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn meta(obj: &Value) -> Option<&Map<String, Value>> {
+/// An object's `metadata`.
+pub fn meta(obj: &Value) -> Option<&Map<String, Value>> {
     obj.get("metadata").and_then(Value::as_object)
 }
 
@@ -435,6 +436,14 @@ impl Api {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .lookup(group, version, plural)
+    }
+
+    /// The served type of `kind` in `group/version`.
+    pub fn lookup_kind(&self, group: &str, version: &str, kind: &str) -> Option<Arc<ResourceType>> {
+        self.registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .lookup_kind(group, version, kind)
     }
 
     /// Is `group/version` served?

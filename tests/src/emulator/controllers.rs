@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::TryRecvError;
 
-use super::api::{Api, meta_str, now};
+use super::api::{Api, meta, meta_str, now};
 use super::crd;
 use super::resources::{ResourceType, StorageKey};
 use super::store::EventType;
@@ -40,64 +40,177 @@ pub async fn run(api: Arc<Api>) {
     let mut events = api.store.subscribe();
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Work noticed but not yet done: it waits while the full passes are over budget.
+    // Work noticed but not yet done: it waits while the passes are over budget.
     let mut gc_needed = false;
-    let mut workloads_changed = false;
+    let mut workloads = Changed::default();
+    // Objects written with owner references since the last tick: their owners
+    // are looked up one by one, and only a missing one calls for a full pass.
+    let mut dependents: Vec<Arc<super::store::Event>> = Vec::new();
     let mut budget = PassBudget::default();
     loop {
         interval.tick().await;
-        // Anything deleted or newly terminating since the last tick?
         loop {
             match events.try_recv() {
                 Ok(ev) => {
-                    workloads_changed |= matches!(
-                        (ev.key.group.as_str(), ev.key.plural.as_str()),
-                        ("apps", "deployments" | "replicasets" | "statefulsets") | ("", "pods")
-                    );
+                    workloads.note(&ev);
                     // Deletions free dependents; new owner references may point at owners
                     // that do not exist (which the real collector deletes too).
                     if ev.kind == EventType::Deleted
                         || meta_str(&ev.object, "deletionTimestamp").is_some()
-                        || ev.object.pointer("/metadata/ownerReferences").is_some()
                     {
                         gc_needed = true;
+                    } else if meta(&ev.object)
+                        .and_then(|m| m.get("ownerReferences"))
+                        .is_some()
+                    {
+                        dependents.push(ev);
                     }
                 }
                 Err(TryRecvError::Lagged(_)) => {
                     gc_needed = true;
-                    workloads_changed = true;
+                    workloads = Changed::everything();
                 }
                 Err(_) => break,
             }
         }
         let (run_workloads, run_gc) = if budget.allows(std::time::Instant::now()) {
             (
-                std::mem::take(&mut workloads_changed),
+                std::mem::take(&mut workloads),
                 std::mem::take(&mut gc_needed),
             )
         } else {
-            (false, false)
+            (Changed::default(), false)
         };
+        let check = std::mem::take(&mut dependents);
         let api2 = api.clone();
         // The work is synchronous and may scan many objects: keep it off the async workers.
-        let spent = tokio::task::spawn_blocking(move || {
+        let (spent, dangling) = tokio::task::spawn_blocking(move || {
             reconcile_crds(&api2);
             reconcile_namespaces(&api2);
             reconcile_claims(&api2);
             let started = std::time::Instant::now();
-            if run_workloads {
-                reconcile_workloads(&api2);
+            let dangling = !run_gc && check.iter().any(|ev| !owners_live(&api2, ev));
+            if !run_workloads.is_empty() {
+                reconcile_workloads_in(&api2, &run_workloads);
+            }
+            if run_workloads.stateful_sets {
                 reconcile_stateful_sets(&api2);
             }
             if run_gc {
                 collect_garbage(&api2);
             }
-            started.elapsed()
+            (started.elapsed(), dangling)
         })
         .await
         .unwrap_or_default();
+        gc_needed |= dangling;
         budget.spent(std::time::Instant::now(), spent);
     }
+}
+
+/// The workload objects that changed since the workload controllers' last
+/// pass, as `(namespace, name)`: each controller looks at the objects it
+/// manages that changed, or whose dependents did, as the real controllers'
+/// work queues do.
+#[derive(Debug, Default)]
+pub struct Changed {
+    /// Look at every workload (after missed events).
+    all: bool,
+    deployments: HashSet<(String, String)>,
+    replica_sets: HashSet<(String, String)>,
+    stateful_sets: bool,
+}
+
+impl Changed {
+    /// Everything counts as changed.
+    pub fn everything() -> Changed {
+        Changed {
+            all: true,
+            stateful_sets: true,
+            ..Changed::default()
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.all && self.deployments.is_empty() && self.replica_sets.is_empty()
+    }
+
+    /// Take note of a change: a Deployment or ReplicaSet itself, or the
+    /// controller (by its owner reference) of a ReplicaSet or Pod.
+    fn note(&mut self, ev: &super::store::Event) {
+        let ns = ev.namespace.clone().unwrap_or_default();
+        let controller = |kind: &str| {
+            meta(&ev.object)
+                .and_then(|m| m.get("ownerReferences"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|r| r["controller"] == true && r["kind"] == kind)
+                .and_then(|r| r["name"].as_str())
+                .map(|name| (ns.clone(), name.to_owned()))
+        };
+        let name = || {
+            (
+                ns.clone(),
+                meta_str(&ev.object, "name").unwrap_or("").to_owned(),
+            )
+        };
+        match (ev.key.group.as_str(), ev.key.plural.as_str()) {
+            ("apps", "deployments") => {
+                self.deployments.insert(name());
+            }
+            ("apps", "replicasets") => {
+                self.replica_sets.insert(name());
+                self.deployments.extend(controller("Deployment"));
+            }
+            ("apps", "statefulsets") => self.stateful_sets = true,
+            ("", "pods") => {
+                self.replica_sets.extend(controller("ReplicaSet"));
+                self.stateful_sets |= controller("StatefulSet").is_some();
+            }
+            _ => {}
+        }
+    }
+
+    fn deployment(&self, ns: &str, name: &str) -> bool {
+        self.all || self.deployments.contains(&(ns.to_owned(), name.to_owned()))
+    }
+
+    fn replica_set(&self, ns: &str, name: &str) -> bool {
+        self.all
+            || self
+                .replica_sets
+                .contains(&(ns.to_owned(), name.to_owned()))
+    }
+}
+
+/// Do all the owners that `ev`'s object names exist, with the uids it names,
+/// and not terminating? Owners of kinds the server does not serve count as
+/// live: the collector leaves their dependents alone.
+fn owners_live(api: &Api, ev: &super::store::Event) -> bool {
+    let refs = meta(&ev.object)
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array);
+    refs.into_iter().flatten().all(|r| {
+        let api_version = r["apiVersion"].as_str().unwrap_or("");
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let kind = r["kind"].as_str().unwrap_or("");
+        let Some(rt) = api.lookup_kind(group, version, kind) else {
+            return true;
+        };
+        let namespace = if rt.namespaced {
+            ev.namespace.as_deref()
+        } else {
+            None
+        };
+        let name = r["name"].as_str().unwrap_or("");
+        api.store
+            .get(&rt.storage_key(), namespace, name)
+            .is_some_and(|owner| {
+                meta_str(&owner, "uid") == r["uid"].as_str()
+                    && meta_str(&owner, "deletionTimestamp").is_none()
+            })
+    })
 }
 
 /// The workload controllers and the garbage collector make full passes over
@@ -296,6 +409,28 @@ fn by_controller(objects: &[Arc<Value>]) -> HashMap<&str, Vec<&Arc<Value>>> {
 /// for its current pod template (older ones are scaled to zero), each ReplicaSet
 /// gets its Pods (which stay Pending: there is no scheduler or kubelet).
 pub fn reconcile_workloads(api: &Api) {
+    reconcile_workloads_in(api, &Changed::everything());
+}
+
+/// [`reconcile_workloads`] for the Deployments and ReplicaSets in `changed`.
+fn reconcile_workloads_in(api: &Api, changed: &Changed) {
+    if changed.all {
+        reconcile_workloads_of(api, None, changed);
+        return;
+    }
+    let namespaces: std::collections::BTreeSet<&str> = changed
+        .deployments
+        .iter()
+        .chain(&changed.replica_sets)
+        .map(|(ns, _)| ns.as_str())
+        .collect();
+    for ns in namespaces {
+        reconcile_workloads_of(api, Some(ns), changed);
+    }
+}
+
+/// [`reconcile_workloads_in`] for one namespace (`None`: all of them).
+fn reconcile_workloads_of(api: &Api, namespace: Option<&str>, changed: &Changed) {
     let key = |g: &str, p: &str| StorageKey {
         group: g.into(),
         plural: p.into(),
@@ -310,13 +445,19 @@ pub fn reconcile_workloads(api: &Api) {
         field_manager: "kube-controller-manager".into(),
         ..Default::default()
     };
-    let deployments = api.store.all(&key("apps", "deployments"));
-    let replica_sets = api.store.all(&key("apps", "replicasets"));
+    let objects = |k: StorageKey| api.store.list(&k, namespace, None, None, |_| true).items;
+    let deployments = objects(key("apps", "deployments"));
+    let replica_sets = objects(key("apps", "replicasets"));
     let rs_by_owner = by_controller(&replica_sets);
-    for d in deployments
-        .iter()
-        .filter(|d| meta_str(d, "deletionTimestamp").is_none())
-    {
+    // ReplicaSets made in this pass get their Pods in this pass too.
+    let mut made: HashSet<(String, String)> = HashSet::new();
+    for d in deployments.iter().filter(|d| {
+        meta_str(d, "deletionTimestamp").is_none()
+            && changed.deployment(
+                meta_str(d, "namespace").unwrap_or(""),
+                meta_str(d, "name").unwrap_or(""),
+            )
+    }) {
         let ns = meta_str(d, "namespace").unwrap_or("").to_owned();
         let uid = meta_str(d, "uid").unwrap_or("");
         let empty = json!({});
@@ -352,7 +493,9 @@ pub fn reconcile_workloads(api: &Api) {
                         "ownerReferences": controller_ref("Deployment", d)},
                     "spec": {"replicas": replicas, "selector": selector, "template": rs_template}
                 });
-                let _ = api.create(&rs_type, Some(&ns), rs, &opts);
+                if api.create(&rs_type, Some(&ns), rs, &opts).is_ok() {
+                    made.insert((ns.clone(), name.clone()));
+                }
             }
             Some(rs) if rs.pointer("/spec/replicas").and_then(Value::as_i64) != Some(replicas) => {
                 let body = json!({"spec": {"replicas": replicas}}).to_string();
@@ -386,13 +529,17 @@ pub fn reconcile_workloads(api: &Api) {
             }
         }
     }
-    let replica_sets = api.store.all(&key("apps", "replicasets"));
-    let pods = api.store.all(&key("", "pods"));
+    let replica_sets = objects(key("apps", "replicasets"));
+    let pods = objects(key("", "pods"));
     let pods_by_owner = by_controller(&pods);
-    for rs in replica_sets
-        .iter()
-        .filter(|r| meta_str(r, "deletionTimestamp").is_none())
-    {
+    for rs in replica_sets.iter().filter(|r| {
+        let (ns, name) = (
+            meta_str(r, "namespace").unwrap_or(""),
+            meta_str(r, "name").unwrap_or(""),
+        );
+        meta_str(r, "deletionTimestamp").is_none()
+            && (changed.replica_set(ns, name) || made.contains(&(ns.to_owned(), name.to_owned())))
+    }) {
         let ns = meta_str(rs, "namespace").unwrap_or("").to_owned();
         let uid = meta_str(rs, "uid").unwrap_or("");
         let want = rs
@@ -930,6 +1077,148 @@ mod tests {
         budget.spent(t0, Duration::from_millis(100));
         assert!(!budget.allows(t0 + Duration::from_millis(399)));
         assert!(budget.allows(t0 + Duration::from_millis(400)));
+    }
+
+    fn event(key: StorageKey, namespace: &str, object: Value) -> super::super::store::Event {
+        super::super::store::Event {
+            rv: 1,
+            key,
+            namespace: Some(namespace.to_owned()),
+            kind: EventType::Added,
+            object: Arc::new(object),
+            old: None,
+        }
+    }
+
+    fn apps(plural: &str) -> StorageKey {
+        StorageKey {
+            group: "apps".into(),
+            plural: plural.into(),
+        }
+    }
+
+    fn deployment(name: &str) -> Value {
+        json!({"metadata": {"name": name}, "spec": {"selector": {"matchLabels": {"a": name}},
+            "template": {"metadata": {"labels": {"a": name}}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}})
+    }
+
+    #[test]
+    fn changes_mark_the_object_and_its_controller() {
+        let mut changed = Changed::default();
+        assert!(changed.is_empty());
+        let owned_by = |kind: &str, name: &str| json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u", "controller": true}]);
+        changed.note(&event(
+            apps("deployments"),
+            "a",
+            json!({"metadata": {"name": "web"}}),
+        ));
+        changed.note(&event(
+            apps("replicasets"),
+            "a",
+            json!({"metadata": {"name": "api-1", "ownerReferences": owned_by("Deployment", "api")}}),
+        ));
+        let pod_key = StorageKey {
+            group: String::new(),
+            plural: "pods".into(),
+        };
+        changed.note(&event(
+            pod_key.clone(),
+            "b",
+            json!({"metadata": {"name": "db-1-x", "ownerReferences": owned_by("ReplicaSet", "db-1")}}),
+        ));
+        assert!(changed.deployment("a", "web"));
+        assert!(changed.deployment("a", "api"));
+        assert!(changed.replica_set("a", "api-1"));
+        assert!(changed.replica_set("b", "db-1"));
+        assert!(!changed.deployment("b", "web"));
+        assert!(!changed.replica_set("a", "db-1"));
+        assert!(!changed.stateful_sets);
+        changed.note(&event(
+            pod_key,
+            "b",
+            json!({"metadata": {"name": "db-0", "ownerReferences": owned_by("StatefulSet", "db")}}),
+        ));
+        assert!(changed.stateful_sets);
+        assert!(Changed::everything().deployment("any", "thing"));
+    }
+
+    #[test]
+    fn only_changed_deployments_are_reconciled() {
+        let api = Api::new("CA".into()).unwrap();
+        api.bootstrap().unwrap();
+        let deployments = api.lookup("apps", "v1", "deployments").unwrap();
+        let opts = WriteOptions::default();
+        for name in ["one", "two"] {
+            api.create(&deployments, Some("default"), deployment(name), &opts)
+                .unwrap();
+        }
+        let mut changed = Changed::default();
+        changed.deployments.insert(("default".into(), "one".into()));
+        reconcile_workloads_in(&api, &changed);
+        let owner_of = |o: &Arc<Value>| o["metadata"]["ownerReferences"][0]["name"].clone();
+        let replica_sets = api.store.all(&apps("replicasets"));
+        assert_eq!(
+            replica_sets.iter().map(owner_of).collect::<Vec<_>>(),
+            vec![json!("one")]
+        );
+        // The ReplicaSet made in the pass got its Pod in the same pass.
+        let pods = api.store.all(&StorageKey {
+            group: String::new(),
+            plural: "pods".into(),
+        });
+        assert_eq!(pods.len(), 1);
+        reconcile_workloads(&api);
+        assert_eq!(api.store.all(&apps("replicasets")).len(), 2);
+    }
+
+    #[test]
+    fn owners_are_looked_up_by_kind_name_and_uid() {
+        let api = Api::new("CA".into()).unwrap();
+        api.bootstrap().unwrap();
+        let deployments = api.lookup("apps", "v1", "deployments").unwrap();
+        let created = api
+            .create(
+                &deployments,
+                Some("default"),
+                deployment("web"),
+                &WriteOptions::default(),
+            )
+            .unwrap();
+        let uid = meta_str(&created.object, "uid").unwrap().to_owned();
+        let dependent = |namespace: &str, api_version: &str, kind: &str, name: &str, uid: &str| {
+            event(
+                StorageKey {
+                    group: String::new(),
+                    plural: "configmaps".into(),
+                },
+                namespace,
+                json!({"metadata": {"name": "dep", "ownerReferences": [
+                    {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}]}}),
+            )
+        };
+        assert!(owners_live(
+            &api,
+            &dependent("default", "apps/v1", "Deployment", "web", &uid)
+        ));
+        // Another uid: the owner was replaced by a namesake.
+        assert!(!owners_live(
+            &api,
+            &dependent("default", "apps/v1", "Deployment", "web", "other")
+        ));
+        assert!(!owners_live(
+            &api,
+            &dependent("default", "apps/v1", "Deployment", "gone", &uid)
+        ));
+        // Owners are in the dependent's namespace.
+        assert!(!owners_live(
+            &api,
+            &dependent("elsewhere", "apps/v1", "Deployment", "web", &uid)
+        ));
+        // A kind the server does not serve: left to the full pass's rule (left alone).
+        assert!(owners_live(
+            &api,
+            &dependent("default", "nosuch.example.com/v1", "Ghost", "g", "x")
+        ));
     }
 
     #[test]

@@ -342,9 +342,23 @@ impl Registry {
 
     /// The resource type served at `group/version/plural`.
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
+        self.find(group, version, |r| r.plural == plural)
+    }
+
+    /// The resource type of `kind` served in `group/version` (not a subresource).
+    pub fn lookup_kind(&self, group: &str, version: &str, kind: &str) -> Option<Arc<ResourceType>> {
+        self.find(group, version, |r| r.kind == kind)
+    }
+
+    fn find(
+        &self,
+        group: &str,
+        version: &str,
+        wanted: impl Fn(&ResourceType) -> bool,
+    ) -> Option<Arc<ResourceType>> {
         for g in self.builtin.iter().filter(|g| g.name == group) {
             for v in g.versions.iter().filter(|v| v.version == version) {
-                if let Some(rt) = v.resources.iter().find(|r| r.plural == plural) {
+                if let Some(rt) = v.resources.iter().find(|r| wanted(r)) {
                     return Some(rt.clone());
                 }
             }
@@ -352,7 +366,7 @@ impl Registry {
         self.custom
             .values()
             .flat_map(|(_, types)| types)
-            .find(|rt| rt.group == group && rt.version == version && rt.plural == plural)
+            .find(|rt| rt.group == group && rt.version == version && wanted(rt))
             .cloned()
     }
 
