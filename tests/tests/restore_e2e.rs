@@ -395,6 +395,29 @@ async fn restore_into_an_empty_second_cluster_matches_the_originals() {
     let ns_guard = source.temp_namespace("rs-cross").await.expect("namespace");
     let ns = ns_guard.name().to_owned();
     seed(&source, &ns).await;
+    // The Deployment's controller makes a ReplicaSet: back it up too.
+    let replica_sets = api(
+        &source.client().await.expect("client"),
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        Some(&ns),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while replica_sets
+        .list(&ListParams::default())
+        .await
+        .expect("list replica sets")
+        .items
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no ReplicaSet appeared for the Deployment"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let loc = location();
     backup(&source, &loc, "b1", &["--include-namespaces", &ns]);
 
@@ -415,6 +438,23 @@ async fn restore_into_an_empty_second_cluster_matches_the_originals() {
         count(&record, "created") > OBJECTS.len() as u64,
         "{record}"
     );
+    // What the restored Deployment's controller recreates is skipped, and says why.
+    let recreated: Vec<&Value> = record["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["resource"] == "replicasets.apps" || i["resource"] == "pods")
+        .collect();
+    assert!(!recreated.is_empty(), "{record}");
+    for i in recreated {
+        assert_eq!(i["action"], "skipped", "{i}");
+        assert!(
+            i["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("recreated by its controller")),
+            "{i}"
+        );
+    }
 
     let (src, dst) = (
         source.client().await.expect("client"),

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::order::Tier;
-use super::plan::{Decision, Item, Plan, Spool};
+use super::plan::{Decision, Item, Plan, Spool, Spooled};
 use super::report::{Action, ExistingPolicy, ItemResult};
 use super::transform::{ObjectKey, TransformOptions, resolve_owner_refs, to_body, transform};
 
@@ -213,12 +213,15 @@ impl Engine {
         spool: Arc<Spool>,
         extra: Vec<Item>,
     ) -> anyhow::Result<Vec<ItemResult>> {
-        let (tx, rx) = mpsc::channel::<Result<Item, super::plan::Error>>(256);
+        let (tx, rx) = mpsc::channel::<Result<Spooled, super::plan::Error>>(256);
+        let engine = self.clone();
+        // What a restored workload controller recreates is skipped on its
+        // record header alone: its object is neither read nor sent.
         let reader = tokio::task::spawn_blocking(move || -> Result<u64, super::plan::Error> {
             let mut n = 0;
-            for item in spool.read(tier)? {
+            for record in spool.read_or_skip(tier, |item| engine.plan.recreated(item))? {
                 n += 1;
-                if tx.blocking_send(item).is_err() {
+                if tx.blocking_send(record).is_err() {
                     break;
                 }
             }
@@ -228,16 +231,19 @@ impl Engine {
         let started = std::time::Instant::now();
         let concurrency = self.options.concurrency.max(1);
         let spooled = tokio_stream::wrappers::ReceiverStream::new(rx);
-        let extra = futures::stream::iter(extra.into_iter().map(Ok));
+        let extra = futures::stream::iter(extra.into_iter().map(|item| Ok(Spooled::Item(item))));
         let engine = self.clone();
         let mut results = Vec::new();
         let mut stream = extra
             .chain(spooled)
-            .map(move |item| {
+            .map(move |record| {
                 let engine = engine.clone();
                 async move {
-                    match item {
-                        Ok(item) => engine.apply_item(item).await,
+                    match record {
+                        Ok(Spooled::Item(item)) => engine.apply_item(item).await,
+                        Ok(Spooled::Skipped(item, reason)) => {
+                            Ok(Some(engine.skipped(&item, reason)))
+                        }
                         Err(error) => Err(error),
                     }
                 }
@@ -254,6 +260,20 @@ impl Engine {
             tracing::debug!(?tier, spooled, results = results.len(), elapsed = ?started.elapsed(), "tier applied");
         }
         Ok(results)
+    }
+
+    /// The result of an item skipped without applying it.
+    fn skipped(&self, item: &Item, reason: String) -> ItemResult {
+        ItemResult {
+            resource: item.resource_name(),
+            namespace: item
+                .namespace
+                .as_deref()
+                .map(|ns| self.options.transform.map_namespace(ns).to_owned()),
+            name: item.name.clone(),
+            action: Action::Skipped,
+            message: Some(reason),
+        }
     }
 
     /// Apply one item; `None` when it is not part of the restore after all.
@@ -275,14 +295,7 @@ impl Engine {
             .map(|ns| self.options.transform.map_namespace(ns).to_owned());
         match self.plan.decide(&item) {
             Decision::Ignore => return Ok(None),
-            Decision::Skip(reason) => {
-                return Ok(Some(result(
-                    target_namespace,
-                    item.name.clone(),
-                    Action::Skipped,
-                    Some(reason),
-                )));
-            }
+            Decision::Skip(reason) => return Ok(Some(self.skipped(&item, reason))),
             Decision::Apply => {}
         }
         let key = item.key();
@@ -304,9 +317,7 @@ impl Engine {
             |k| self.plan.restored.contains(k),
             |k| self.uids.lock().ok().and_then(|uids| uids.get(k).cloned()),
         );
-        let name = object
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
+        let name = crate::json::meta_str(&object, "name")
             .unwrap_or(&item.name)
             .to_owned();
         if let Some(obj) = object.as_object_mut() {
@@ -375,8 +386,7 @@ impl Engine {
             && matches!(action, Action::Created | Action::Updated)
             && !self.options.dry_run
         {
-            let kept = object
-                .pointer("/metadata/ownerReferences")
+            let kept = crate::json::meta(&object, "ownerReferences")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();

@@ -644,6 +644,7 @@ fn generated_namespace(name: &str, options: &TransformOptions) -> Item {
         name: name.to_owned(),
         deferred: false,
         generated: true,
+        controller: None,
         object,
         untouched: Default::default(),
     }

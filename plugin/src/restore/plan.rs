@@ -73,6 +73,12 @@ pub struct Item {
     /// snapshot objects): already in target form, not transformed again.
     #[serde(default)]
     pub generated: bool,
+    /// The candidate keys of its workload controller (its `controller: true`
+    /// owner reference, when that names a workload kind), read at the scan
+    /// so that what such a controller recreates can be skipped on the
+    /// record header alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<Box<[ObjectKey; 2]>>,
     /// The object. Not part of the spool's record header: the spool keeps
     /// the archive's own text of it (see [`Spool::push`]). Read back from
     /// the spool, it holds what the transforms of its kind need (at least
@@ -202,6 +208,24 @@ impl Spool {
 
     /// Iterate over the items of a tier, one in memory at a time.
     pub fn read(&self, tier: Tier) -> Result<impl Iterator<Item = Result<Item>> + use<>> {
+        Ok(self.read_or_skip(tier, |_| None)?.map(|record| {
+            record.map(|spooled| match spooled {
+                Spooled::Item(item) | Spooled::Skipped(item, _) => item,
+            })
+        }))
+    }
+
+    /// Iterate over the records of a tier. Items for which `skip`, given the
+    /// record header, says why they are skipped come back as
+    /// [`Spooled::Skipped`] without their object, which is not even parsed.
+    pub fn read_or_skip<F>(
+        &self,
+        tier: Tier,
+        skip: F,
+    ) -> Result<impl Iterator<Item = Result<Spooled>> + use<F>>
+    where
+        F: Fn(&Item) -> Option<String>,
+    {
         let path = self.path(tier);
         let file = if self.writers.contains_key(&tier) {
             Some(File::open(&path).map_err(|source| Error::Spool {
@@ -214,7 +238,7 @@ impl Spool {
         let mut reader = file.map(BufReader::new);
         Ok(std::iter::from_fn(move || {
             let reader = reader.as_mut()?;
-            read_record(reader)
+            read_record(reader, &skip)
                 .map_err(|source| Error::Spool {
                     path: path.clone(),
                     source,
@@ -240,8 +264,20 @@ struct Head {
     metadata: Value,
 }
 
+/// A record read back from the spool.
+#[derive(Debug)]
+pub enum Spooled {
+    /// An item to apply, its object read as [`split`] reads it.
+    Item(Item),
+    /// An item skipped on its header alone, and why; its object is `null`.
+    Skipped(Item, String),
+}
+
 /// The next record of a spool file, `None` at its end.
-fn read_record(reader: &mut impl BufRead) -> std::io::Result<Option<Item>> {
+fn read_record(
+    reader: &mut impl BufRead,
+    skip: impl Fn(&Item) -> Option<String>,
+) -> std::io::Result<Option<Spooled>> {
     let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
     let mut header = String::new();
     if reader.read_line(&mut header)? == 0 {
@@ -254,13 +290,20 @@ fn read_record(reader: &mut impl BufRead) -> std::io::Result<Option<Item>> {
         .trim_end()
         .parse()
         .map_err(|_| bad(format!("a spool record has no length: {len:?}")))?;
+    if let Some(reason) = skip(&item) {
+        let skipped = std::io::copy(&mut reader.take(len as u64 + 1), &mut std::io::sink())?;
+        if skipped != len as u64 + 1 {
+            return Err(bad("a spool record is shorter than its length".into()));
+        }
+        return Ok(Some(Spooled::Skipped(item, reason)));
+    }
     let mut raw = vec![0; len + 1];
     reader.read_exact(&mut raw)?;
     if raw.pop() != Some(b'\n') {
         return Err(bad("a spool record does not end with a newline".into()));
     }
     (item.object, item.untouched) = split(&item.group, &item.resource, &raw)?;
-    Ok(Some(item))
+    Ok(Some(Spooled::Item(item)))
 }
 
 /// A reader that computes the size and sha256 of what passes through it.
@@ -429,6 +472,7 @@ fn scan_entries(
             name: path.name.clone(),
             deferred: verdict == Verdict::Deferred,
             generated: false,
+            controller: workload_controller(&object, path.namespace.as_deref()).map(Box::new),
             object,
             untouched: Untouched::default(),
         };
@@ -546,7 +590,16 @@ pub fn recreating_controller(
     namespace: Option<&str>,
     restored: &HashSet<ObjectKey>,
 ) -> Option<ObjectKey> {
-    let refs = object.pointer("/metadata/ownerReferences")?.as_array()?;
+    workload_controller(object, namespace)?
+        .into_iter()
+        .find(|key| restored.contains(key))
+}
+
+/// The candidate keys of the workload controller of `object` (in source
+/// `namespace`): its `controller: true` owner reference, if that names one
+/// of the [`WORKLOAD_CONTROLLERS`].
+pub fn workload_controller(object: &Value, namespace: Option<&str>) -> Option<[ObjectKey; 2]> {
+    let refs = crate::json::meta(object, "ownerReferences")?.as_array()?;
     let controller = refs
         .iter()
         .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))?;
@@ -554,12 +607,7 @@ pub fn recreating_controller(
     let is_workload = WORKLOAD_CONTROLLERS
         .iter()
         .any(|(g, k)| namespaced.group == *g && namespaced.kind == *k);
-    if !is_workload {
-        return None;
-    }
-    [namespaced, cluster]
-        .into_iter()
-        .find(|key| restored.contains(key))
+    is_workload.then_some([namespaced, cluster])
 }
 
 /// The name of the VolumeSnapshot a restore creates for a claim.
@@ -671,6 +719,23 @@ impl Plan {
         plan
     }
 
+    /// Why an item is skipped because a workload controller this restore
+    /// brings back recreates it. Needs only the item's record header.
+    pub fn recreated(&self, item: &Item) -> Option<String> {
+        if item.generated || item.deferred {
+            return None;
+        }
+        let owner = item
+            .controller
+            .as_deref()?
+            .iter()
+            .find(|key| self.restored.contains(key))?;
+        Some(format!(
+            "recreated by its controller {}/{}, which this restore brings back",
+            owner.kind, owner.name
+        ))
+    }
+
     /// What to do with a spooled item.
     pub fn decide(&self, item: &Item) -> Decision {
         if item.generated {
@@ -692,13 +757,8 @@ impl Plan {
         if let Some(reason) = never_restored(&item.group, &item.resource, &item.object, services) {
             return Decision::Skip(reason.to_owned());
         }
-        if let Some(owner) =
-            recreating_controller(&item.object, item.namespace.as_deref(), &self.restored)
-        {
-            return Decision::Skip(format!(
-                "recreated by its controller {}/{}, which this restore brings back",
-                owner.kind, owner.name
-            ));
+        if let Some(reason) = self.recreated(item) {
+            return Decision::Skip(reason);
         }
         match (item.group.as_str(), item.resource.as_str()) {
             ("snapshot.storage.k8s.io", "volumesnapshots") => {
@@ -905,6 +965,7 @@ mod tests {
             name: name.into(),
             deferred: false,
             generated: false,
+            controller: None,
             object: Value::Null,
             untouched: Untouched::default(),
         };
@@ -935,6 +996,76 @@ mod tests {
         assert!(back[0].object.get("data").is_none());
         assert_eq!(whole(&back[0])["data"]["a"], "x\ny");
         assert!(items(&spool, Tier::Secrets).is_empty());
+    }
+
+    #[test]
+    fn records_skipped_on_their_header_are_passed_over_whole() {
+        let mut spool = Spool::new().unwrap();
+        let object = |name: &str, owner: Option<&str>| {
+            let mut o = json!({"metadata": {"name": name, "namespace": "shop"}, "spec": {"containers": []}});
+            if let Some(owner) = owner {
+                o["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1",
+                    "kind": "ReplicaSet", "name": owner, "uid": "u", "controller": true}]);
+            }
+            o
+        };
+        let pods = [
+            object("kept-1", None),
+            object("owned", Some("web-5d8f")),
+            object("kept-2", Some("not-restored")),
+        ];
+        for pod in &pods {
+            let item = Item {
+                group: String::new(),
+                resource: "pods".into(),
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: Some("shop".into()),
+                name: pod["metadata"]["name"].as_str().unwrap().into(),
+                deferred: false,
+                generated: false,
+                controller: workload_controller(pod, Some("shop")).map(Box::new),
+                object: Value::Null,
+                untouched: Untouched::default(),
+            };
+            // Pretty-printed, so that a record spans several lines.
+            let text = serde_json::to_vec_pretty(pod).unwrap();
+            spool.push(Tier::Pods, &item, &text).unwrap();
+        }
+        spool.finish().unwrap();
+        let plan = Plan {
+            restored: [ObjectKey {
+                group: "apps".into(),
+                kind: "ReplicaSet".into(),
+                namespace: Some("shop".into()),
+                name: "web-5d8f".into(),
+            }]
+            .into_iter()
+            .collect(),
+            ..Plan::default()
+        };
+        let records: Vec<Spooled> = spool
+            .read_or_skip(Tier::Pods, |item| plan.recreated(item))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(records.len(), 3);
+        match &records[1] {
+            Spooled::Skipped(item, reason) => {
+                assert_eq!(item.name, "owned");
+                assert!(item.object.is_null());
+                assert!(reason.contains("ReplicaSet/web-5d8f"), "{reason}");
+                assert_eq!(plan.decide(item), Decision::Skip(reason.clone()));
+            }
+            other => panic!("not skipped: {other:?}"),
+        }
+        for (record, pod) in [(&records[0], &pods[0]), (&records[2], &pods[2])] {
+            let Spooled::Item(item) = record else {
+                panic!("skipped: {record:?}");
+            };
+            assert_eq!(item.object["metadata"], pod["metadata"]);
+            assert_eq!(plan.decide(item), Decision::Apply);
+        }
     }
 
     fn items(spool: &Spool, tier: Tier) -> Vec<Item> {

@@ -76,6 +76,7 @@ pub fn snapshot_objects(record: &VolumeRecord, options: &TransformOptions) -> Op
         name,
         deferred: false,
         generated: true,
+        controller: None,
         object,
         untouched: Default::default(),
     };
