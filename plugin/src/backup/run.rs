@@ -1003,7 +1003,7 @@ fn write_archive(
     let log_file = tempfile::tempfile().map_err(spool)?;
     let mut log = std::io::BufWriter::with_capacity(
         archive::stream::ENCODER_INPUT,
-        zstd::stream::write::Encoder::new(
+        archive::stream::FrameEncoder::new(
             HashingWriter::new(std::io::BufWriter::new(log_file)),
             archive::stream::ZSTD_LEVEL,
         )
