@@ -52,9 +52,13 @@ pub fn identity(object: &Value) -> Option<(Option<&str>, &str)> {
 /// [`clean_item`] does, without parsing and re-serializing every object.
 #[derive(Debug)]
 pub struct Listed<'a> {
-    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
-    metadata: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// Top-level fields; `metadata` is `None` here, its fields are below.
+    fields: Vec<(Cow<'a, str>, Option<&'a RawValue>)>,
+    metadata: Members<'a>,
 }
+
+/// An object's members in order, values left as the server's text.
+type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
 
 /// A list item as it comes off the page: `None` when its `metadata` is
 /// missing or not an object (it is then left out, like an object with no
@@ -63,22 +67,45 @@ pub struct Listed<'a> {
 pub struct ListedItem<'a>(pub Option<Listed<'a>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for ListedItem<'a> {
+    /// One pass over the item: `metadata`'s members are read as they come,
+    /// not kept as text and parsed again.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let Fields(fields) = Fields::deserialize(deserializer)?;
-        Ok(ListedItem(Listed::from_fields(fields)))
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = ListedItem<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<ListedItem<'a>, M::Error> {
+                let mut fields: Vec<(Cow<'a, str>, Option<&'a RawValue>)> = Vec::new();
+                // `None`: no metadata yet; `Some(None)`: metadata that is not an object.
+                let mut metadata: Option<Option<Members<'a>>> = None;
+                while let Some(CowStr(k)) = map.next_key::<CowStr<'a>>()? {
+                    let value = if k == "metadata" {
+                        metadata = Some(map.next_value::<MaybeFields<'a>>()?.0);
+                        None
+                    } else {
+                        Some(map.next_value::<&'a RawValue>()?)
+                    };
+                    // A repeated key keeps its last value, as a tree parse would.
+                    if let Some(slot) = fields.iter_mut().find(|(have, _)| *have == k) {
+                        slot.1 = value;
+                    } else {
+                        fields.push((k, value));
+                    }
+                }
+                Ok(ListedItem(
+                    metadata
+                        .flatten()
+                        .map(|metadata| Listed { fields, metadata }),
+                ))
+            }
+        }
+        deserializer.deserialize_map(V(std::marker::PhantomData))
     }
 }
 
 impl<'a> Listed<'a> {
-    fn from_fields(fields: Vec<(Cow<'a, str>, &'a RawValue)>) -> Option<Listed<'a>> {
-        let metadata = fields
-            .iter()
-            .find(|(k, _)| k == "metadata")
-            .and_then(|(_, v)| serde_json::from_str::<Fields<'a>>(v.get()).ok())?
-            .0;
-        Some(Listed { fields, metadata })
-    }
-
     fn meta_str(&self, key: &str) -> Option<Cow<'a, str>> {
         let (_, v) = self.metadata.iter().find(|(k, _)| k == key)?;
         let CowStr(s) = serde_json::from_str(v.get()).ok()?;
@@ -107,9 +134,20 @@ impl<'a> Listed<'a> {
     /// The whole object as a tree, for the few types that need more than
     /// the metadata (PVCs, CRDs).
     pub fn value(&self) -> Option<Value> {
+        let tree = |members: &Members<'a>| -> Option<Value> {
+            let mut map = serde_json::Map::new();
+            for (k, v) in members {
+                map.insert(k.clone().into_owned(), serde_json::from_str(v.get()).ok()?);
+            }
+            Some(Value::Object(map))
+        };
         let mut map = serde_json::Map::new();
         for (k, v) in &self.fields {
-            map.insert(k.clone().into_owned(), serde_json::from_str(v.get()).ok()?);
+            let value = match v {
+                Some(v) => serde_json::from_str(v.get()).ok()?,
+                None => tree(&self.metadata)?,
+            };
+            map.insert(k.clone().into_owned(), value);
         }
         Some(Value::Object(map))
     }
@@ -125,7 +163,12 @@ impl<'a> Listed<'a> {
         let size: usize = self
             .fields
             .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .map(|(k, v)| k.len() + v.map_or(0, |v| v.get().len()) + 4)
+            .chain(
+                self.metadata
+                    .iter()
+                    .map(|(k, v)| k.len() + v.get().len() + 4),
+            )
             .sum();
         let mut out = Vec::with_capacity(size + api_version.len() + kind.len() + 32);
         out.push(b'{');
@@ -135,9 +178,9 @@ impl<'a> Listed<'a> {
         key(&mut out, "kind");
         let _ = serde_json::to_writer(&mut out, kind);
         for (k, v) in &self.fields {
-            match k.as_ref() {
-                "apiVersion" | "kind" => continue,
-                "metadata" => {
+            match (k.as_ref(), v) {
+                ("apiVersion" | "kind", _) => continue,
+                (_, None) => {
                     out.push(b',');
                     key(&mut out, k);
                     out.push(b'{');
@@ -155,7 +198,7 @@ impl<'a> Listed<'a> {
                     }
                     out.push(b'}');
                 }
-                _ => {
+                (_, Some(v)) => {
                     out.push(b',');
                     key(&mut out, k);
                     out.extend_from_slice(v.get().as_bytes());
@@ -167,20 +210,21 @@ impl<'a> Listed<'a> {
     }
 }
 
-/// A JSON object's members in order, values left as text. A key repeated
-/// in the input keeps its last value, as a tree parse would.
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// A JSON value that is an object: its members in order, values left as
+/// text (a key repeated in the input keeps its last value, as a tree parse
+/// would). Any other value is read through and gives `None`.
+struct MaybeFields<'a>(Option<Members<'a>>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeFields<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V<'a>(std::marker::PhantomData<&'a ()>);
         impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Fields<'a>;
+            type Value = MaybeFields<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
+                f.write_str("any JSON value")
             }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'a>, M::Error> {
-                let mut out: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::new();
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<MaybeFields<'a>, M::Error> {
+                let mut out: Members<'a> = Vec::new();
                 while let Some((CowStr(k), v)) = map.next_entry::<CowStr<'a>, &'a RawValue>()? {
                     if let Some(slot) = out.iter_mut().find(|(have, _)| *have == k) {
                         slot.1 = v;
@@ -188,10 +232,35 @@ impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
                         out.push((k, v));
                     }
                 }
-                Ok(Fields(out))
+                Ok(MaybeFields(Some(out)))
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<MaybeFields<'a>, S::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(MaybeFields(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<MaybeFields<'a>, E> {
+                Ok(MaybeFields(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<MaybeFields<'a>, E> {
+                Ok(MaybeFields(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<MaybeFields<'a>, E> {
+                Ok(MaybeFields(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<MaybeFields<'a>, E> {
+                Ok(MaybeFields(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<MaybeFields<'a>, E> {
+                Ok(MaybeFields(None))
+            }
+            fn visit_unit<E>(self) -> Result<MaybeFields<'a>, E> {
+                Ok(MaybeFields(None))
             }
         }
-        deserializer.deserialize_map(V(std::marker::PhantomData))
+        deserializer.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -264,6 +333,7 @@ mod tests {
         let text = serde_json::to_string(&original).unwrap();
         let listed = read_item(&text).unwrap().unwrap();
         let shallow: Value = serde_json::from_slice(&listed.clean_json(api_version, kind)).unwrap();
+        assert_eq!(listed.value().as_ref(), Some(&original));
         let mut tree = original;
         clean_item(&mut tree, api_version, kind);
         assert_eq!(shallow, tree);
@@ -328,9 +398,32 @@ mod tests {
         let nameless = r#"{"metadata":{}}"#;
         assert!(read_item(nameless).unwrap().unwrap().identity().is_none());
         // Without an object `metadata` an item is left out...
-        for no_metadata in [r#"{"metadata":"x"}"#, r#"{}"#] {
+        for no_metadata in [
+            r#"{"metadata":"x"}"#,
+            r#"{}"#,
+            r#"{"metadata":[{"name":"a"},[1]],"spec":{}}"#,
+            r#"{"metadata":null}"#,
+            r#"{"metadata":1.5,"kind":"K"}"#,
+            r#"{"metadata":-3}"#,
+            r#"{"metadata":true}"#,
+        ] {
             assert!(read_item(no_metadata).unwrap().is_none(), "{no_metadata}");
         }
+        // ...which does not disturb the items after it on the page.
+        let page: Vec<ListedItem> =
+            serde_json::from_str(r#"[{"metadata":[1,{"a":[2]}]},{"metadata":{"name":"next"}}]"#)
+                .unwrap();
+        assert!(page[0].0.is_none());
+        let (_, name) = page[1].0.as_ref().unwrap().identity().unwrap();
+        assert_eq!(name, "next");
+        // A repeated `metadata` keeps its last value, as a tree parse would.
+        let twice = r#"{"metadata":{"name":"first"},"data":{},"metadata":{"name":"last"}}"#;
+        let listed = read_item(twice).unwrap().unwrap();
+        assert_eq!(listed.identity().unwrap().1, "last");
+        assert_eq!(
+            listed.value(),
+            Some(json!({"metadata": {"name": "last"}, "data": {}}))
+        );
         // ...and an item that is not an object at all fails its page.
         for not_an_object in [r#"[1]"#, r#""s""#] {
             assert!(read_item(not_an_object).is_err(), "{not_an_object}");
