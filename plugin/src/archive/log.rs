@@ -22,11 +22,20 @@ pub enum LogAction {
     Info,
 }
 
+/// `time` as chrono writes it (RFC 3339, `Z`, as many fraction digits as
+/// needed), formatted into one string first: chrono's own `Serialize` goes
+/// through a formatter that serde_json escapes character by character, which
+/// took about 3.5% of a backup's CPU samples, one log line per item.
+fn rfc3339<S: serde::Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
 /// One line of the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogEntry {
     /// When.
+    #[serde(serialize_with = "rfc3339")]
     pub time: DateTime<Utc>,
     /// What happened.
     pub action: LogAction,
@@ -69,5 +78,43 @@ impl std::fmt::Display for LogEntry {
             write!(f, ": {m}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn times_are_written_as_chronos_serde_writes_them() {
+        let whole = Utc.with_ymd_and_hms(2026, 11, 22, 7, 5, 9).unwrap();
+        for time in [
+            whole,
+            whole + chrono::Duration::milliseconds(120),
+            whole + chrono::Duration::microseconds(123_456),
+            whole + chrono::Duration::nanoseconds(123_456_789),
+            Utc::now(),
+        ] {
+            let mut ours = Vec::new();
+            rfc3339(&time, &mut serde_json::Serializer::new(&mut ours)).unwrap();
+            // chrono's own Serialize.
+            assert_eq!(ours, serde_json::to_vec(&time).unwrap(), "{time}");
+        }
+        let entry = LogEntry {
+            time: whole,
+            action: LogAction::BackedUp,
+            resource: Some("configmaps".into()),
+            namespace: Some("shop".into()),
+            name: Some("settings".into()),
+            message: None,
+        };
+        let line = serde_json::to_string(&entry).unwrap();
+        assert!(
+            line.starts_with(r#"{"time":"2026-11-22T07:05:09Z","#),
+            "{line}"
+        );
+        assert_eq!(serde_json::from_str::<LogEntry>(&line).unwrap(), entry);
     }
 }
