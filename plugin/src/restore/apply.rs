@@ -219,7 +219,7 @@ impl Engine {
         // record header alone: its object is neither read nor sent.
         let reader = tokio::task::spawn_blocking(move || -> Result<u64, super::plan::Error> {
             let mut n = 0;
-            for record in spool.read_or_skip(tier, |item| engine.plan.recreated(item))? {
+            for record in spool.read(tier, |item| engine.plan.recreated(item))? {
                 n += 1;
                 if tx.blocking_send(record).is_err() {
                     break;

@@ -206,19 +206,11 @@ impl Spool {
         Ok(())
     }
 
-    /// Iterate over the items of a tier, one in memory at a time.
-    pub fn read(&self, tier: Tier) -> Result<impl Iterator<Item = Result<Item>> + use<>> {
-        Ok(self.read_or_skip(tier, |_| None)?.map(|record| {
-            record.map(|spooled| match spooled {
-                Spooled::Item(item) | Spooled::Skipped(item, _) => item,
-            })
-        }))
-    }
-
-    /// Iterate over the records of a tier. Items for which `skip`, given the
-    /// record header, says why they are skipped come back as
-    /// [`Spooled::Skipped`] without their object, which is not even parsed.
-    pub fn read_or_skip<F>(
+    /// Iterate over the records of a tier, one in memory at a time. Items
+    /// for which `skip`, given the record header, says why they are skipped
+    /// come back as [`Spooled::Skipped`] without their object, which is not
+    /// even parsed.
+    pub fn read<F>(
         &self,
         tier: Tier,
         skip: F,
@@ -1045,7 +1037,7 @@ mod tests {
             ..Plan::default()
         };
         let records: Vec<Spooled> = spool
-            .read_or_skip(Tier::Pods, |item| plan.recreated(item))
+            .read(Tier::Pods, |item| plan.recreated(item))
             .unwrap()
             .map(Result::unwrap)
             .collect();
@@ -1069,7 +1061,14 @@ mod tests {
     }
 
     fn items(spool: &Spool, tier: Tier) -> Vec<Item> {
-        spool.read(tier).unwrap().map(Result::unwrap).collect()
+        spool
+            .read(tier, |_| None)
+            .unwrap()
+            .map(|record| match record.unwrap() {
+                Spooled::Item(item) => item,
+                Spooled::Skipped(item, _) => panic!("skipped: {item:?}"),
+            })
+            .collect()
     }
 
     #[test]

@@ -192,9 +192,7 @@ fn owners_live(api: &Api, ev: &super::store::Event) -> bool {
         .and_then(|m| m.get("ownerReferences"))
         .and_then(Value::as_array);
     refs.into_iter().flatten().all(|r| {
-        let api_version = r["apiVersion"].as_str().unwrap_or("");
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        let kind = r["kind"].as_str().unwrap_or("");
+        let (group, version, kind) = owner_gvk(r);
         let Some(rt) = api.lookup_kind(group, version, kind) else {
             return true;
         };
@@ -943,16 +941,16 @@ fn set_terminating_conditions(
     let _ = api.store.update(&ns_key(), None, &name, new, rv.as_deref());
 }
 
-fn owner_kind_served(registry: &super::resources::Registry, owner_ref: &Value) -> bool {
+/// The group, version and kind an owner reference names.
+fn owner_gvk(owner_ref: &Value) -> (&str, &str, &str) {
     let api_version = owner_ref["apiVersion"].as_str().unwrap_or("");
-    let kind = owner_ref["kind"].as_str().unwrap_or("");
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    registry.group(group).is_some_and(|g| {
-        g.versions
-            .iter()
-            .filter(|v| v.version == version)
-            .any(|v| v.resources.iter().any(|r| r.kind == kind))
-    })
+    (group, version, owner_ref["kind"].as_str().unwrap_or(""))
+}
+
+fn owner_kind_served(registry: &super::resources::Registry, owner_ref: &Value) -> bool {
+    let (group, version, kind) = owner_gvk(owner_ref);
+    registry.lookup_kind(group, version, kind).is_some()
 }
 
 /// Owner-reference garbage collection: dependents of deleted owners are deleted
