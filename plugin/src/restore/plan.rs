@@ -568,25 +568,6 @@ const WORKLOAD_CONTROLLERS: &[(&str, &str)] = &[
     ("", "ReplicationController"),
 ];
 
-/// The workload controller that manages `object` (its `controller: true`
-/// owner reference) when that controller is restored in the same run.
-///
-/// Such objects are not restored: the restored controller recreates them
-/// under names of its own, and a copy restored beside them is one replica too
-/// many, which the controller deletes again (after a restored Deployment
-/// starts its ReplicaSet, the backed-up Pods are surplus). A Job owned by a
-/// restored CronJob is left out too: restoring it without its status would
-/// run it again.
-pub fn recreating_controller(
-    object: &Value,
-    namespace: Option<&str>,
-    restored: &HashSet<ObjectKey>,
-) -> Option<ObjectKey> {
-    workload_controller(object, namespace)?
-        .into_iter()
-        .find(|key| restored.contains(key))
-}
-
 /// The candidate keys of the workload controller of `object` (in source
 /// `namespace`): its `controller: true` owner reference, if that names one
 /// of the [`WORKLOAD_CONTROLLERS`].
@@ -711,17 +692,30 @@ impl Plan {
         plan
     }
 
-    /// Why an item is skipped because a workload controller this restore
-    /// brings back recreates it. Needs only the item's record header.
-    pub fn recreated(&self, item: &Item) -> Option<String> {
+    /// The workload controller that manages `item` (its `controller: true`
+    /// owner reference, recorded at the scan) when that controller is
+    /// restored in the same run. Needs only the item's record header.
+    ///
+    /// Such objects are not restored: the restored controller recreates them
+    /// under names of its own, and a copy restored beside them is one replica
+    /// too many, which the controller deletes again (after a restored
+    /// Deployment starts its ReplicaSet, the backed-up Pods are surplus). A
+    /// Job owned by a restored CronJob is left out too: restoring it without
+    /// its status would run it again.
+    pub fn recreating_controller<'a>(&self, item: &'a Item) -> Option<&'a ObjectKey> {
         if item.generated || item.deferred {
             return None;
         }
-        let owner = item
-            .controller
+        item.controller
             .as_deref()?
             .iter()
-            .find(|key| self.restored.contains(key))?;
+            .find(|key| self.restored.contains(key))
+    }
+
+    /// Why an item is skipped because a workload controller this restore
+    /// brings back recreates it (see [`Plan::recreating_controller`]).
+    pub fn recreated(&self, item: &Item) -> Option<String> {
+        let owner = self.recreating_controller(item)?;
         Some(format!(
             "recreated by its controller {}/{}, which this restore brings back",
             owner.kind, owner.name
@@ -1069,6 +1063,33 @@ mod tests {
                 Spooled::Skipped(item, _) => panic!("skipped: {item:?}"),
             })
             .collect()
+    }
+
+    /// The restored controller that recreates `object`, as a restore finds
+    /// it from the spool record header the scan writes.
+    fn recreating_controller(
+        object: &Value,
+        namespace: Option<&str>,
+        restored: &HashSet<ObjectKey>,
+    ) -> Option<ObjectKey> {
+        let plan = Plan {
+            restored: restored.clone(),
+            ..Plan::default()
+        };
+        let item = Item {
+            group: String::new(),
+            resource: "pods".into(),
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: namespace.map(str::to_owned),
+            name: "x".into(),
+            deferred: false,
+            generated: false,
+            controller: workload_controller(object, namespace).map(Box::new),
+            object: Value::Null,
+            untouched: Untouched::default(),
+        };
+        plan.recreating_controller(&item).cloned()
     }
 
     #[test]
