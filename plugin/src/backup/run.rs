@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 
 use super::clean::{ListedItem, clean_item, identity};
 use super::discovery::{DiscoveredResource, discover};
-use super::retry::{request_text_with_retry, request_with_retry};
+use super::retry::{request_bytes_with_retry, request_with_retry};
 use super::select::{
     NamespaceFilter, ResourcePlan, excluded_by_label, is_persistent_volume_claims, plan_resources,
 };
@@ -143,7 +143,14 @@ struct Page<'a> {
 }
 
 impl<'a> Page<'a> {
-    fn parse(text: &'a str) -> Result<Page<'a>, kube::Error> {
+    /// Checked as UTF-8 once, so items borrow their text without checking
+    /// each string again.
+    fn parse(body: &'a [u8]) -> Result<Page<'a>, kube::Error> {
+        let text = std::str::from_utf8(body).map_err(|e| {
+            kube::Error::SerdeError(serde::de::Error::custom(format!(
+                "the LIST response is not UTF-8: {e}"
+            )))
+        })?;
         serde_json::from_str(text).map_err(kube::Error::SerdeError)
     }
 }
@@ -759,7 +766,7 @@ async fn run_job(
     let resource_name = res.key.to_string();
     let mut continue_token: Option<String> = None;
     loop {
-        let text = fetch_page(
+        let body = fetch_page(
             client,
             res,
             job.namespace.as_deref(),
@@ -767,14 +774,14 @@ async fn run_job(
             continue_token.take(),
         )
         .await;
-        let text = match text {
-            Ok(text) => text,
+        let body = match body {
+            Ok(body) => body,
             Err(e) => {
                 counters.lists_done.fetch_add(1, Ordering::Relaxed);
                 return record_list_failure(&job, &resource_name, &e, shared, tx).await;
             }
         };
-        let page = match Page::parse(&text) {
+        let page = match Page::parse(&body) {
             Ok(page) => page,
             Err(e) => {
                 counters.lists_done.fetch_add(1, Ordering::Relaxed);
@@ -882,14 +889,14 @@ async fn record_list_failure(
         .map_err(|_| Error::WriterStopped)
 }
 
-/// One LIST page's text, retried on 429/5xx.
+/// One LIST page's body, retried on 429/5xx.
 async fn fetch_page(
     client: &kube::Client,
     res: &DiscoveredResource,
     namespace: Option<&str>,
     selector: Option<&str>,
     continue_token: Option<String>,
-) -> Result<String, kube::Error> {
+) -> Result<Vec<u8>, kube::Error> {
     let path = res.collection_path(namespace);
     let params = ListParams {
         label_selector: selector.map(str::to_owned),
@@ -897,7 +904,7 @@ async fn fetch_page(
         continue_token,
         ..Default::default()
     };
-    request_text_with_retry(client, || {
+    request_bytes_with_retry(client, || {
         kube::core::Request::new(path.as_str())
             .list(&params)
             .map_err(kube::Error::BuildRequest)
@@ -913,8 +920,8 @@ async fn list_all(
     let mut all = Vec::new();
     let mut token = None;
     loop {
-        let text = fetch_page(client, res, None, None, token).await?;
-        let page: FullPage = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
+        let body = fetch_page(client, res, None, None, token).await?;
+        let page: FullPage = serde_json::from_slice(&body).map_err(kube::Error::SerdeError)?;
         all.extend(page.items);
         token = page.metadata.continue_token.filter(|c| !c.is_empty());
         if token.is_none() {
