@@ -15,6 +15,7 @@ pub mod log;
 pub mod manifest;
 pub mod path;
 pub mod stream;
+pub mod tarball;
 pub mod volumes;
 
 use std::io::Read;

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::path::{ItemPath, METADATA_RESOURCES, METADATA_VERSION};
+use super::tarball::TarWriter;
 use super::{Error, FORMAT_VERSION, PartInfo, ResourceType, Result};
 
 /// Largest single entry the reader accepts. Kubernetes objects are limited to
@@ -172,8 +173,7 @@ pub fn digest_reader<R: Read>(mut reader: R) -> io::Result<PartInfo> {
 /// `metadata/resources.json` first), then [`ArchiveWriter::append`] per item,
 /// then [`ArchiveWriter::finish`].
 pub struct ArchiveWriter<W: Write> {
-    tar: tar::Builder<FrameEncoder<HashingWriter<W>>>,
-    mtime: u64,
+    tar: TarWriter<FrameEncoder<HashingWriter<W>>>,
     items: u64,
     uncompressed: u64,
 }
@@ -204,11 +204,9 @@ impl<W: Write> ArchiveWriter<W> {
     pub fn new(out: W, started_at: DateTime<Utc>, resources: &[ResourceType]) -> Result<Self> {
         let encoder =
             FrameEncoder::new(HashingWriter::new(out), ZSTD_LEVEL).map_err(Error::Write)?;
-        let mut tar = tar::Builder::new(encoder);
-        tar.mode(tar::HeaderMode::Deterministic);
+        let mtime = u64::try_from(started_at.timestamp()).unwrap_or(0);
         let mut writer = ArchiveWriter {
-            tar,
-            mtime: u64::try_from(started_at.timestamp()).unwrap_or(0),
+            tar: TarWriter::new(encoder, mtime).map_err(Error::Write)?,
             items: 0,
             uncompressed: 0,
         };
@@ -227,16 +225,7 @@ impl<W: Write> ArchiveWriter<W> {
     }
 
     fn append_raw(&mut self, path: &str, data: &[u8]) -> Result<()> {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(self.mtime);
-        header.set_entry_type(tar::EntryType::Regular);
-        // append_data writes a GNU long-name entry first when the path does
-        // not fit the 100-byte header field, and fills in the checksum.
-        self.tar
-            .append_data(&mut header, path, data)
-            .map_err(Error::Write)
+        self.tar.append(path, data).map_err(Error::Write)
     }
 
     /// Items appended so far.
@@ -252,7 +241,7 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Close the tar stream and the zstd frame; return the output and a summary.
     pub fn finish(self) -> Result<(W, ArchiveSummary)> {
-        let encoder = self.tar.into_inner().map_err(Error::Write)?;
+        let encoder = self.tar.finish().map_err(Error::Write)?;
         let hashing = encoder.finish().map_err(Error::Write)?;
         let (mut out, part) = hashing.finish();
         out.flush().map_err(Error::Write)?;
