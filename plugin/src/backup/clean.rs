@@ -155,9 +155,17 @@ impl<'a> Listed<'a> {
     /// The cleaned object's JSON: `apiVersion` and `kind` set first, then the
     /// server's fields in its order, with `metadata.managedFields` left out.
     pub fn clean_json(&self, api_version: &str, kind: &str) -> Vec<u8> {
-        fn key(out: &mut Vec<u8>, k: &str) {
-            // Writing a string to a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, k);
+        /// A key as read: borrowed, it is the server's text between the
+        /// quotes, which held no escapes, so JSON as it stands.
+        fn key(out: &mut Vec<u8>, (text, verbatim): (&str, bool)) {
+            if verbatim {
+                out.push(b'"');
+                out.extend_from_slice(text.as_bytes());
+                out.push(b'"');
+            } else {
+                // Writing a string to a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, text);
+            }
             out.push(b':');
         }
         let size: usize = self
@@ -172,17 +180,17 @@ impl<'a> Listed<'a> {
             .sum();
         let mut out = Vec::with_capacity(size + api_version.len() + kind.len() + 32);
         out.push(b'{');
-        key(&mut out, "apiVersion");
+        key(&mut out, ("apiVersion", true));
         let _ = serde_json::to_writer(&mut out, api_version);
         out.push(b',');
-        key(&mut out, "kind");
+        key(&mut out, ("kind", true));
         let _ = serde_json::to_writer(&mut out, kind);
         for (k, v) in &self.fields {
             match (k.as_ref(), v) {
                 ("apiVersion" | "kind", _) => continue,
                 (_, None) => {
                     out.push(b',');
-                    key(&mut out, k);
+                    key(&mut out, (k, matches!(k, Cow::Borrowed(_))));
                     out.push(b'{');
                     let mut first = true;
                     for (mk, mv) in &self.metadata {
@@ -193,14 +201,14 @@ impl<'a> Listed<'a> {
                             out.push(b',');
                         }
                         first = false;
-                        key(&mut out, mk);
+                        key(&mut out, (mk, matches!(mk, Cow::Borrowed(_))));
                         out.extend_from_slice(mv.get().as_bytes());
                     }
                     out.push(b'}');
                 }
                 (_, Some(v)) => {
                     out.push(b',');
-                    key(&mut out, k);
+                    key(&mut out, (k, matches!(k, Cow::Borrowed(_))));
                     out.extend_from_slice(v.get().as_bytes());
                 }
             }
@@ -375,6 +383,13 @@ mod tests {
         assert_eq!(
             String::from_utf8(listed.clean_json("v1", "Pod")).unwrap(),
             r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","name":"a"},"spec":{"z":1,"a":2},"status":{}}"#
+        );
+        // Keys are copied as they stand, or written again when they held escapes.
+        let text = r#"{"metadata":{"name":"a","l\u0061bels":{"a\"b":"c"}},"sp\"ec":{"é":1}}"#;
+        let listed = read_item(text).unwrap().unwrap();
+        assert_eq!(
+            String::from_utf8(listed.clean_json("v1", "Pod")).unwrap(),
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","labels":{"a\"b":"c"}},"sp\"ec":{"é":1}}"#
         );
     }
 
