@@ -25,7 +25,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::location::Store;
 
-pub use log::{LogAction, LogEntry};
+pub use log::{LogAction, LogEntry, LogLine, log_time};
 pub use manifest::{
     BackupManifest, BackupOptions, ClusterResources, DEFAULT_TTL_SECONDS, PartInfo, Phase, Problem,
     ResourceSummary, ResourceType, ServerVersion, SourceCluster, Totals,

@@ -86,6 +86,24 @@ pub struct ItemPath {
     pub name: String,
 }
 
+/// Append the tar path of an item to `out`: `resource` is its
+/// [`ResourceKey`] as displayed (`resource.group`).
+pub fn write_tar_path(out: &mut String, resource: &str, namespace: Option<&str>, name: &str) {
+    out.push_str(RESOURCES_DIR);
+    out.push('/');
+    out.push_str(resource);
+    match namespace {
+        Some(ns) => {
+            out.push_str("/namespaces/");
+            out.push_str(ns);
+        }
+        None => out.push_str("/cluster"),
+    }
+    out.push('/');
+    out.push_str(name);
+    out.push_str(".json");
+}
+
 impl ItemPath {
     /// The path of a namespaced object.
     pub fn namespaced(
@@ -111,13 +129,14 @@ impl ItemPath {
 
     /// The tar path (`resources/…/<name>.json`).
     pub fn to_tar_path(&self) -> String {
-        match &self.namespace {
-            Some(ns) => format!(
-                "{RESOURCES_DIR}/{}/namespaces/{ns}/{}.json",
-                self.key, self.name
-            ),
-            None => format!("{RESOURCES_DIR}/{}/cluster/{}.json", self.key, self.name),
-        }
+        let mut path = String::new();
+        write_tar_path(
+            &mut path,
+            &self.key.to_string(),
+            self.namespace.as_deref(),
+            &self.name,
+        );
+        path
     }
 
     /// Parse a tar path written by this tool or by Velero (which may insert a

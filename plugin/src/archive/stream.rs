@@ -12,7 +12,7 @@ use std::io::{self, BufReader, Read, Write};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::path::{ItemPath, METADATA_RESOURCES, METADATA_VERSION};
+use super::path::{ItemPath, METADATA_RESOURCES, METADATA_VERSION, write_tar_path};
 use super::tarball::TarWriter;
 use super::{Error, FORMAT_VERSION, PartInfo, ResourceType, Result};
 
@@ -174,6 +174,8 @@ pub fn digest_reader<R: Read>(mut reader: R) -> io::Result<PartInfo> {
 /// then [`ArchiveWriter::finish`].
 pub struct ArchiveWriter<W: Write> {
     tar: TarWriter<FrameEncoder<HashingWriter<W>>>,
+    /// The tar path being written, kept to reuse its allocation.
+    path: String,
     items: u64,
     uncompressed: u64,
 }
@@ -207,6 +209,7 @@ impl<W: Write> ArchiveWriter<W> {
         let mtime = u64::try_from(started_at.timestamp()).unwrap_or(0);
         let mut writer = ArchiveWriter {
             tar: TarWriter::new(encoder, mtime).map_err(Error::Write)?,
+            path: String::new(),
             items: 0,
             uncompressed: 0,
         };
@@ -218,7 +221,22 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Append one object's JSON at its item path.
     pub fn append(&mut self, path: &ItemPath, json: &[u8]) -> Result<()> {
-        self.append_raw(&path.to_tar_path(), json)?;
+        let resource = path.key.to_string();
+        self.append_item(&resource, path.namespace.as_deref(), &path.name, json)
+    }
+
+    /// [`ArchiveWriter::append`], with the item path in parts: `resource` is
+    /// its [`ResourceKey`](super::ResourceKey) as displayed.
+    pub fn append_item(
+        &mut self,
+        resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+        json: &[u8],
+    ) -> Result<()> {
+        self.path.clear();
+        write_tar_path(&mut self.path, resource, namespace, name);
+        self.tar.append(&self.path, json).map_err(Error::Write)?;
         self.items += 1;
         self.uncompressed += json.len() as u64;
         Ok(())

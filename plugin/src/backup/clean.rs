@@ -152,9 +152,10 @@ impl<'a> Listed<'a> {
         Some(Value::Object(map))
     }
 
-    /// The cleaned object's JSON: `apiVersion` and `kind` set first, then the
-    /// server's fields in its order, with `metadata.managedFields` left out.
-    pub fn clean_json(&self, api_version: &str, kind: &str) -> Vec<u8> {
+    /// Append the cleaned object's JSON to `out`: `apiVersion` and `kind`
+    /// set first, then the server's fields in its order, with
+    /// `metadata.managedFields` left out.
+    pub fn clean_json_into(&self, out: &mut Vec<u8>, api_version: &str, kind: &str) {
         /// A key as read: borrowed, it is the server's text between the
         /// quotes, which held no escapes, so JSON as it stands.
         fn key(out: &mut Vec<u8>, (text, verbatim): (&str, bool)) {
@@ -178,19 +179,19 @@ impl<'a> Listed<'a> {
                     .map(|(k, v)| k.len() + v.get().len() + 4),
             )
             .sum();
-        let mut out = Vec::with_capacity(size + api_version.len() + kind.len() + 32);
+        out.reserve(size + api_version.len() + kind.len() + 32);
         out.push(b'{');
-        key(&mut out, ("apiVersion", true));
-        let _ = serde_json::to_writer(&mut out, api_version);
+        key(out, ("apiVersion", true));
+        let _ = serde_json::to_writer(&mut *out, api_version);
         out.push(b',');
-        key(&mut out, ("kind", true));
-        let _ = serde_json::to_writer(&mut out, kind);
+        key(out, ("kind", true));
+        let _ = serde_json::to_writer(&mut *out, kind);
         for (k, v) in &self.fields {
             match (k.as_ref(), v) {
                 ("apiVersion" | "kind", _) => continue,
                 (_, None) => {
                     out.push(b',');
-                    key(&mut out, (k, matches!(k, Cow::Borrowed(_))));
+                    key(out, (k, matches!(k, Cow::Borrowed(_))));
                     out.push(b'{');
                     let mut first = true;
                     for (mk, mv) in &self.metadata {
@@ -201,20 +202,19 @@ impl<'a> Listed<'a> {
                             out.push(b',');
                         }
                         first = false;
-                        key(&mut out, (mk, matches!(mk, Cow::Borrowed(_))));
+                        key(out, (mk, matches!(mk, Cow::Borrowed(_))));
                         out.extend_from_slice(mv.get().as_bytes());
                     }
                     out.push(b'}');
                 }
                 (_, Some(v)) => {
                     out.push(b',');
-                    key(&mut out, (k, matches!(k, Cow::Borrowed(_))));
+                    key(out, (k, matches!(k, Cow::Borrowed(_))));
                     out.extend_from_slice(v.get().as_bytes());
                 }
             }
         }
         out.push(b'}');
-        out
     }
 }
 
@@ -331,6 +331,14 @@ mod tests {
         assert_eq!(w["apiVersion"], "example.com/v1");
     }
 
+    fn clean_json(listed: &Listed<'_>, api_version: &str, kind: &str) -> Vec<u8> {
+        let mut out = b"[".to_vec();
+        listed.clean_json_into(&mut out, api_version, kind);
+        // Appended after what the buffer held.
+        assert_eq!(out.remove(0), b'[');
+        out
+    }
+
     /// One list item, read as a LIST page's items are.
     fn read_item(text: &str) -> Result<Option<Listed<'_>>, serde_json::Error> {
         serde_json::from_str::<ListedItem>(text).map(|item| item.0)
@@ -340,7 +348,8 @@ mod tests {
     fn same_as_tree_clean(original: Value, api_version: &str, kind: &str) {
         let text = serde_json::to_string(&original).unwrap();
         let listed = read_item(&text).unwrap().unwrap();
-        let shallow: Value = serde_json::from_slice(&listed.clean_json(api_version, kind)).unwrap();
+        let shallow: Value =
+            serde_json::from_slice(&clean_json(&listed, api_version, kind)).unwrap();
         assert_eq!(listed.value().as_ref(), Some(&original));
         let mut tree = original;
         clean_item(&mut tree, api_version, kind);
@@ -381,14 +390,14 @@ mod tests {
         let text = r#"{"metadata":{"uid":"u","name":"a","managedFields":[]},"spec":{"z":1,"a":2},"status":{}}"#;
         let listed = read_item(text).unwrap().unwrap();
         assert_eq!(
-            String::from_utf8(listed.clean_json("v1", "Pod")).unwrap(),
+            String::from_utf8(clean_json(&listed, "v1", "Pod")).unwrap(),
             r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","name":"a"},"spec":{"z":1,"a":2},"status":{}}"#
         );
         // Keys are copied as they stand, or written again when they held escapes.
         let text = r#"{"metadata":{"name":"a","l\u0061bels":{"a\"b":"c"}},"sp\"ec":{"é":1}}"#;
         let listed = read_item(text).unwrap().unwrap();
         assert_eq!(
-            String::from_utf8(listed.clean_json("v1", "Pod")).unwrap(),
+            String::from_utf8(clean_json(&listed, "v1", "Pod")).unwrap(),
             r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","labels":{"a\"b":"c"}},"sp\"ec":{"é":1}}"#
         );
     }

@@ -9,6 +9,7 @@
 //! Other modules reuse [`BackupOptions`] (what to back up), [`run::BackupRequest`],
 //! [`commands::create_backup`] and [`catalog::prune`].
 
+pub mod batch;
 pub mod catalog;
 pub mod clean;
 pub mod commands;

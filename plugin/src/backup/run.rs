@@ -1,12 +1,13 @@
 //! The backup pipeline:
 //!
 //! ```text
-//! discovery → plan → concurrent paginated LISTs ──items──▶ writer thread ──chunks──▶ uploader task
+//! discovery → plan → concurrent paginated LISTs ──pages──▶ writer thread ──chunks──▶ uploader task
 //!                      (async, ≤ LIST_CONCURRENCY)         (tar + zstd + sha256)     (multipart)
 //! ```
 //!
 //! Memory is bounded by `LIST_CONCURRENCY × PAGE_SIZE` listed objects, the
-//! item channel, and a few upload chunks: never by the size of the cluster.
+//! `PAGE_QUEUE` cleaned pages waiting for the writer, and a few upload
+//! chunks: never by the size of the cluster.
 //! The name is reserved first (a create-only `backup.json` in phase
 //! `InProgress`); whatever happens afterwards ends in a final `backup.json`
 //! that says `Completed`, `PartiallyFailed` or `Failed` with its reason.
@@ -31,6 +32,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::batch::Batch;
 use super::clean::{ListedItem, clean_item, identity};
 use super::discovery::{DiscoveredResource, discover};
 use super::retry::{request_bytes_with_retry, request_with_retry};
@@ -39,8 +41,8 @@ use super::select::{
 };
 use super::{Error, volumes};
 use crate::archive::{
-    self, ArchiveWriter, BackupManifest, BackupOptions, FORMAT_VERSION, HashingWriter, ItemPath,
-    LOG_PART, LogAction, LogEntry, PartInfo, Phase, Problem, RESOURCES_PART, ResourceKey,
+    self, ArchiveWriter, BackupManifest, BackupOptions, FORMAT_VERSION, HashingWriter, LOG_PART,
+    LogAction, LogEntry, LogLine, PartInfo, Phase, Problem, RESOURCES_PART, ResourceKey,
     ResourceSummary, SourceCluster, Totals, VOLUMES_PART, VolumeRecords,
 };
 use crate::location::Store;
@@ -50,8 +52,10 @@ use crate::progress::{Counters, Progress};
 pub const PAGE_SIZE: u32 = 500;
 /// LISTs in flight at once.
 pub const LIST_CONCURRENCY: usize = 8;
-/// Items queued between the listers and the archive writer.
-const ITEM_QUEUE: usize = 2048;
+/// Cleaned pages (and log entries) queued between the listers and the
+/// archive writer: enough to keep the writer busy while every lister waits
+/// for its next page.
+const PAGE_QUEUE: usize = LIST_CONCURRENCY;
 /// Size of the compressed chunks handed to the uploader.
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// Multipart part size.
@@ -110,7 +114,8 @@ impl PvcRef {
 // === messages ===
 
 enum Msg {
-    Item(ItemPath, Vec<u8>),
+    /// The cleaned objects of a page.
+    Items(Batch),
     Log(LogEntry),
     End,
 }
@@ -447,7 +452,7 @@ async fn body<I: Future<Output = ()>>(
     ));
 
     // Writer thread: items → tar → zstd → sha256 → chunks.
-    let (item_tx, item_rx) = mpsc::channel::<Msg>(ITEM_QUEUE);
+    let (item_tx, item_rx) = mpsc::channel::<Msg>(PAGE_QUEUE);
     let started_at = manifest.started_at;
     let writer_counters = counters.clone();
     let writer = tokio::task::spawn_blocking(move || {
@@ -625,6 +630,7 @@ async fn list_everything(
 
     // Namespace objects were read while preparing.
     if let Some(ns_type) = &plan.namespaces {
+        let mut batch = Batch::new(ns_type.key.clone());
         for mut ns in prepared.namespaces.iter().cloned() {
             let Some((_, name)) = identity(&ns).map(|(a, b)| (a.map(str::to_owned), b.to_owned()))
             else {
@@ -635,13 +641,15 @@ async fn list_everything(
                 continue;
             }
             clean_item(&mut ns, &ns_type.api_version(), &ns_type.kind);
-            let json = serde_json::to_vec(&ns).map_err(|e| Error::Internal(e.to_string()))?;
-            tx.send(Msg::Item(
-                ItemPath::cluster(ns_type.key.clone(), name),
-                json,
-            ))
-            .await
-            .map_err(|_| Error::WriterStopped)?;
+            // Writing a tree to a Vec cannot fail.
+            batch.push(None, &name, |out| {
+                let _ = serde_json::to_writer(out, &ns);
+            });
+        }
+        if !batch.is_empty() {
+            tx.send(Msg::Items(batch))
+                .await
+                .map_err(|_| Error::WriterStopped)?;
         }
     }
 
@@ -788,7 +796,7 @@ async fn run_job(
                 return record_list_failure(&job, &resource_name, &e, shared, tx).await;
             }
         };
-        let mut sent = 0u64;
+        let mut batch = Batch::new(res.key.clone());
         for ListedItem(item) in &page.items {
             let Some(item) = item else {
                 continue;
@@ -807,17 +815,16 @@ async fn run_job(
             if is_pvc && let Some(pvc) = item.value().as_ref().and_then(PvcRef::from_object) {
                 lock(&shared.pvcs).push(pvc);
             }
-            let json = item.clean_json(&api_version, &res.kind);
-            let path = match ns {
-                Some(ns) if res.namespaced => {
-                    ItemPath::namespaced(res.key.clone(), ns.into_owned(), name.into_owned())
-                }
-                _ => ItemPath::cluster(res.key.clone(), name.into_owned()),
-            };
-            tx.send(Msg::Item(path, json))
+            let ns = ns.filter(|_| res.namespaced);
+            batch.push(ns.as_deref(), &name, |out| {
+                item.clean_json_into(out, &api_version, &res.kind);
+            });
+        }
+        let sent = batch.len() as u64;
+        if sent > 0 {
+            tx.send(Msg::Items(batch))
                 .await
                 .map_err(|_| Error::WriterStopped)?;
-            sent += 1;
         }
         *lock(&shared.counts).entry(res.key.clone()).or_default() += sent;
         continue_token = page.metadata.continue_token.filter(|c| !c.is_empty());
@@ -1020,19 +1027,26 @@ fn write_archive(
     let mut ended = false;
     while let Some(msg) = rx.blocking_recv() {
         match msg {
-            Msg::Item(path, json) => {
-                archive.append(&path, &json)?;
-                let entry = LogEntry {
-                    time: Utc::now(),
-                    action: LogAction::BackedUp,
-                    resource: Some(path.key.to_string()),
-                    namespace: path.namespace,
-                    name: Some(path.name),
-                    message: None,
-                };
-                write_log_line(&mut log, &entry).map_err(spool)?;
-                *counts.entry(path.key).or_default() += 1;
-                counters.items.fetch_add(1, Ordering::Relaxed);
+            Msg::Items(batch) => {
+                let resource = batch.key().to_string();
+                // Written within the same moment: one time for the page.
+                let time = archive::log_time(&Utc::now());
+                for item in batch.iter() {
+                    archive.append_item(&resource, item.namespace, item.name, item.json)?;
+                    let line = LogLine {
+                        time: &time,
+                        action: LogAction::BackedUp,
+                        resource: Some(&resource),
+                        namespace: item.namespace,
+                        name: Some(item.name),
+                        message: None,
+                    };
+                    write_log_line(&mut log, &line).map_err(spool)?;
+                }
+                *counts.entry(batch.key().clone()).or_default() += batch.len() as u64;
+                counters
+                    .items
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
             }
             Msg::Log(entry) => write_log_line(&mut log, &entry).map_err(spool)?,
             Msg::End => {
@@ -1063,7 +1077,7 @@ fn write_archive(
     })
 }
 
-fn write_log_line<W: Write>(out: &mut W, entry: &LogEntry) -> std::io::Result<()> {
+fn write_log_line<W: Write, E: serde::Serialize>(out: &mut W, entry: &E) -> std::io::Result<()> {
     serde_json::to_writer(&mut *out, entry).map_err(std::io::Error::other)?;
     out.write_all(b"\n")
 }
@@ -1175,8 +1189,11 @@ mod tests {
                 &serde_json::json!({"metadata": {"name": format!("c{i}")}, "data": {"x": body}}),
             )
             .unwrap();
-            let p = ItemPath::namespaced(ResourceKey::new("configmaps", ""), "ns", format!("c{i}"));
-            if tx.send(Msg::Item(p, json)).await.is_err() {
+            let mut batch = Batch::new(ResourceKey::new("configmaps", ""));
+            batch.push(Some("ns"), &format!("c{i}"), |out| {
+                out.extend_from_slice(&json)
+            });
+            if tx.send(Msg::Items(batch)).await.is_err() {
                 break;
             }
         }
