@@ -42,11 +42,17 @@ pub struct BatchItem<'a> {
 impl Batch {
     /// An empty batch of `key` objects.
     pub fn new(key: ResourceKey) -> Self {
+        Batch::with_capacity(key, 0, 0)
+    }
+
+    /// An empty batch with room for `items` objects of `json_bytes` in all,
+    /// so that filling it copies nothing twice and holds no spare half.
+    pub fn with_capacity(key: ResourceKey, items: usize, json_bytes: usize) -> Self {
         Batch {
             key,
-            names: String::new(),
-            json: Vec::new(),
-            items: Vec::new(),
+            names: String::with_capacity(items * 32),
+            json: Vec::with_capacity(json_bytes),
+            items: Vec::with_capacity(items),
         }
     }
 

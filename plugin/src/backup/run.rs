@@ -53,9 +53,9 @@ pub const PAGE_SIZE: u32 = 500;
 /// LISTs in flight at once.
 pub const LIST_CONCURRENCY: usize = 8;
 /// Cleaned pages (and log entries) queued between the listers and the
-/// archive writer: enough to keep the writer busy while every lister waits
-/// for its next page.
-const PAGE_QUEUE: usize = LIST_CONCURRENCY;
+/// archive writer: a few, to keep the writer busy between pages; more only
+/// hold more memory.
+const PAGE_QUEUE: usize = 4;
 /// Size of the compressed chunks handed to the uploader.
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// Multipart part size.
@@ -796,7 +796,13 @@ async fn run_job(
                 return record_list_failure(&job, &resource_name, &e, shared, tx).await;
             }
         };
-        let mut batch = Batch::new(res.key.clone());
+        // Cleaned objects take about the page's text, plus the type each
+        // gains (list items of built-in types carry none).
+        let mut batch = Batch::with_capacity(
+            res.key.clone(),
+            page.items.len(),
+            body.len() + page.items.len() * (api_version.len() + res.kind.len() + 32),
+        );
         for ListedItem(item) in &page.items {
             let Some(item) = item else {
                 continue;
