@@ -45,9 +45,45 @@ pub struct TarWriter<W: Write> {
     out: W,
     /// The header every entry starts from: magic, mode 0644, type regular,
     /// the archive's mtime; uid and gid left empty.
-    template: [u8; BLOCK],
+    template: Template,
     /// The same for GNU long-name entries (uid and gid 0, mtime 0).
-    long_template: [u8; BLOCK],
+    long_template: Template,
+}
+
+/// A header with every field set but the name, the size and the checksum.
+#[derive(Debug)]
+struct Template {
+    bytes: [u8; BLOCK],
+    /// The sum of its bytes with the checksum field counted as spaces.
+    sum: u64,
+}
+
+impl Template {
+    fn new(bytes: [u8; BLOCK]) -> Self {
+        let mut with_spaces = bytes;
+        with_spaces[CKSUM].fill(b' ');
+        Template {
+            bytes,
+            sum: byte_sum(&with_spaces),
+        }
+    }
+
+    /// The header for `name` (at most [`NAME_LEN`] bytes; empty leaves the
+    /// template's) and `size`, checksum included. The fields written are
+    /// zero in the template, so the checksum is the template's sum plus
+    /// theirs.
+    fn header(&self, name: &[u8], size: u64) -> io::Result<[u8; BLOCK]> {
+        let mut header = self.bytes;
+        header[..name.len()].copy_from_slice(name);
+        octal(&mut header[SIZE], size)?;
+        let sum = self.sum + byte_sum(name) + byte_sum(&header[SIZE]);
+        octal(&mut header[CKSUM], sum)?;
+        Ok(header)
+    }
+}
+
+fn byte_sum(bytes: &[u8]) -> u64 {
+    bytes.iter().map(|&b| u64::from(b)).sum()
 }
 
 impl<W: Write> TarWriter<W> {
@@ -69,8 +105,8 @@ impl<W: Write> TarWriter<W> {
         long_template[TYPEFLAG] = b'L';
         Ok(TarWriter {
             out,
-            template,
-            long_template,
+            template: Template::new(template),
+            long_template: Template::new(long_template),
         })
     }
 
@@ -88,28 +124,25 @@ impl<W: Write> TarWriter<W> {
                 format!("{path:?} cannot be a path in a tar archive"),
             ));
         }
-        // The header is complete before anything is written, so a refused
-        // entry leaves nothing of itself in the stream.
-        let mut header = self.template;
-        octal(&mut header[SIZE], data.len() as u64)?;
+        // The headers are complete before anything is written, so a
+        // refused entry leaves nothing of itself in the stream.
+        let size = data.len() as u64;
         if name.len() > NAME_LEN {
             // GNU long name: an entry holding the path (NUL-terminated),
             // then the header with as much of it as fits.
-            let short = truncate_at_char(path, NAME_LEN);
-            header[..short.len()].copy_from_slice(short);
-            checksum(&mut header)?;
-            let mut long = self.long_template;
-            octal(&mut long[SIZE], name.len() as u64 + 1)?;
-            checksum(&mut long)?;
+            let header = self
+                .template
+                .header(truncate_at_char(path, NAME_LEN), size)?;
+            let long = self.long_template.header(&[], name.len() as u64 + 1)?;
             self.out.write_all(&long)?;
             self.out.write_all(name)?;
             self.out.write_all(&[0])?;
             self.pad(name.len() + 1)?;
+            self.out.write_all(&header)?;
         } else {
-            header[..name.len()].copy_from_slice(name);
-            checksum(&mut header)?;
+            let header = self.template.header(name, size)?;
+            self.out.write_all(&header)?;
         }
-        self.out.write_all(&header)?;
         self.out.write_all(data)?;
         self.pad(data.len())
     }
@@ -159,14 +192,6 @@ fn octal(field: &mut [u8], value: u64) -> io::Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Fill in the header checksum: the sum of its bytes with the checksum
-/// field counted as spaces.
-fn checksum(header: &mut [u8; BLOCK]) -> io::Result<()> {
-    header[CKSUM].fill(b' ');
-    let sum: u64 = header.iter().map(|&b| u64::from(b)).sum();
-    octal(&mut header[CKSUM], sum)
 }
 
 #[cfg(test)]
