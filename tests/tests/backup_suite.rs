@@ -1295,6 +1295,79 @@ async fn ctrl_c_marks_the_backup_failed() {
     }
 }
 
+/// A backup whose process is killed outright cannot mark itself Failed: it
+/// reads as InProgress while its heartbeat is fresh, and as Failed
+/// ("abandoned") once the manifest has gone unwritten for ten minutes. The
+/// manifest's age is set on the folder's file, as time passing would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backup_reads_as_failed_once_its_heartbeat_stops() {
+    let ctx = Ctx::new(Backend::local()).await;
+    let class = format!("csi-hostpath-{}", random(5));
+    let ns = volume_workload(&ctx, &class).await;
+    let client = ctx.client().await;
+    // No snapshot controller answers: the backup waits for readyToUse.
+    let mut child = ctx
+        .command(&[
+            "create",
+            "killed-1",
+            "--include-namespaces",
+            ns.name(),
+            "--include-all-disks",
+            "--snapshot-timeout",
+            "10m",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the backup");
+    wait_for_snapshots(&client, ns.name(), "killed-1", 1).await;
+    child.kill().expect("SIGKILL the backup");
+    child.wait().expect("reap the backup");
+
+    let listed = list_names(&ctx);
+    assert_eq!(listed["killed-1"]["status"], "InProgress");
+    assert_eq!(listed["killed-1"]["restorable"], false);
+
+    let manifest = ctx
+        .backend
+        .folder()
+        .expect("a local folder")
+        .join("backups/killed-1/backup.json");
+    let eleven_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(11 * 60);
+    std::fs::File::options()
+        .write(true)
+        .open(&manifest)
+        .and_then(|f| f.set_modified(eleven_minutes_ago))
+        .expect("age the manifest");
+
+    let listed = list_names(&ctx);
+    assert_eq!(listed["killed-1"]["status"], "Failed");
+    assert_eq!(listed["killed-1"]["restorable"], false);
+    let m = ctx.json(&["describe", "killed-1", "-o", "json"]);
+    assert_eq!(m["phase"], "Failed");
+    let reason = m["failureReason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("abandoned:"), "{reason}");
+    let text = ctx.ok(&["describe", "killed-1"]);
+    assert!(text.contains("abandoned"), "{text}");
+    let err = ctx.fails(&["restore", "create", "killed-1"], 1);
+    assert!(err.contains("is Failed"), "{err}");
+    // The file itself still says InProgress: reading never rewrites it.
+    let stored: Value =
+        serde_json::from_slice(&std::fs::read(&manifest).expect("read")).expect("json");
+    assert_eq!(stored["phase"], "InProgress");
+
+    ctx.ok(&["delete", "killed-1"]);
+    assert!(!list_names(&ctx).contains_key("killed-1"));
+    delete(&client, &format!("{SNAP}/volumesnapshotclasses/{class}")).await;
+    for pvc in ["data", "scratch"] {
+        delete(
+            &client,
+            &format!("/api/v1/persistentvolumes/{}-{pvc}", ns.name()),
+        )
+        .await;
+    }
+}
+
 /// A Namespace labelled to be excluded is left out like any other labelled
 /// object (and logged as skipped); what it holds is still backed up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,6 +125,14 @@ impl Default for BackupOptions {
 /// Default time to keep a backup: 30 days.
 pub const DEFAULT_TTL_SECONDS: u64 = 30 * 24 * 3600;
 
+/// How often a running backup rewrites its `InProgress` manifest.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long an `InProgress` manifest may go unwritten before its backup
+/// counts as abandoned: many heartbeats, so that a slow store or a clock
+/// a few minutes off never fails a backup that is running.
+pub const ABANDONED_AFTER: chrono::Duration = chrono::Duration::minutes(10);
+
 /// A resource type in the archive, with the API version its objects were
 /// written in (the server's preferred version at backup time).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,6 +354,24 @@ impl BackupManifest {
         Ok(v)
     }
 
+    /// Read an `InProgress` manifest last written at `written` as what it
+    /// is at `now`: a backup still running rewrites it every [`HEARTBEAT`],
+    /// so one untouched for [`ABANDONED_AFTER`] was left by a process that
+    /// died (killed, crashed, its machine lost) and is `Failed`, with the
+    /// reason. The stored manifest is left as it is: a backup that was only
+    /// cut off from the store for that long still ends with its own phase.
+    pub fn settle_abandoned(&mut self, written: DateTime<Utc>, now: DateTime<Utc>) {
+        if self.phase != Phase::InProgress || now - written < ABANDONED_AFTER {
+            return;
+        }
+        self.phase = Phase::Failed;
+        self.failure_reason = Some(format!(
+            "abandoned: the backup stopped without finishing (its process was killed or lost \
+             the location); last sign of life {}",
+            written.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+
     /// Has this backup expired at `now`?
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires_at <= now
@@ -441,5 +467,40 @@ mod tests {
         let m = sample();
         assert!(!m.is_expired(m.expires_at - chrono::Duration::seconds(1)));
         assert!(m.is_expired(m.expires_at));
+    }
+
+    #[test]
+    fn an_in_progress_backup_without_heartbeat_reads_as_failed() {
+        let running = BackupManifest {
+            phase: Phase::InProgress,
+            completed_at: None,
+            ..sample()
+        };
+        let written = running.started_at + chrono::Duration::minutes(3);
+
+        // Heartbeats are due every minute; a few missed is not death.
+        let mut m = running.clone();
+        m.settle_abandoned(
+            written,
+            written + ABANDONED_AFTER - chrono::Duration::seconds(1),
+        );
+        assert_eq!(m, running);
+
+        let mut m = running.clone();
+        m.settle_abandoned(written, written + ABANDONED_AFTER);
+        assert_eq!(m.phase, Phase::Failed);
+        let reason = m.failure_reason.as_deref().unwrap_or_default();
+        assert!(reason.starts_with("abandoned:"), "{reason}");
+        assert!(reason.contains("2026-01-02T03:07:05Z"), "{reason}");
+        assert_eq!(m.completed_at, None);
+
+        // Finished backups are what they say, however old.
+        for phase in [Phase::Completed, Phase::PartiallyFailed, Phase::Failed] {
+            let finished = BackupManifest { phase, ..sample() };
+            let mut m = finished.clone();
+            m.settle_abandoned(written, written + chrono::Duration::days(400));
+            assert_eq!(m, finished);
+        }
+        assert!(ABANDONED_AFTER.to_std().unwrap() >= HEARTBEAT * 5);
     }
 }

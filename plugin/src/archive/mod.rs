@@ -20,6 +20,7 @@ pub mod volumes;
 
 use std::io::Read;
 
+use chrono::Utc;
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
@@ -27,8 +28,9 @@ use crate::location::Store;
 
 pub use log::{LogAction, LogEntry, LogLine, log_time};
 pub use manifest::{
-    BackupManifest, BackupOptions, ClusterResources, DEFAULT_TTL_SECONDS, PartInfo, Phase, Problem,
-    ResourceSummary, ResourceType, ServerVersion, SourceCluster, Totals,
+    ABANDONED_AFTER, BackupManifest, BackupOptions, ClusterResources, DEFAULT_TTL_SECONDS,
+    HEARTBEAT, PartInfo, Phase, Problem, ResourceSummary, ResourceType, ServerVersion,
+    SourceCluster, Totals,
 };
 pub use path::{ItemPath, ResourceKey};
 pub use stream::{
@@ -165,14 +167,20 @@ fn store_error(
 
 // === manifest I/O ===
 
-/// Read and parse `backups/<name>/backup.json`. [`Error::NotFound`] when absent.
+/// Read and parse `backups/<name>/backup.json`. [`Error::NotFound`] when
+/// absent. An `InProgress` backup whose heartbeat stopped long ago reads as
+/// `Failed` ([`BackupManifest::settle_abandoned`]).
 pub async fn read_manifest(store: &Store, name: &str) -> Result<BackupManifest> {
     let path = part_path(store, name, MANIFEST_FILE);
-    let bytes = match store.object_store().get(&path).await {
-        Ok(get) => get
-            .bytes()
-            .await
-            .map_err(store_error(store, "reading", &path))?,
+    let (bytes, written) = match store.object_store().get(&path).await {
+        Ok(get) => {
+            let written = get.meta.last_modified;
+            let bytes = get
+                .bytes()
+                .await
+                .map_err(store_error(store, "reading", &path))?;
+            (bytes, written)
+        }
         Err(object_store::Error::NotFound { .. }) => {
             return Err(Error::NotFound {
                 name: name.to_owned(),
@@ -181,7 +189,9 @@ pub async fn read_manifest(store: &Store, name: &str) -> Result<BackupManifest> 
         }
         Err(e) => return Err(store_error(store, "reading", &path)(e)),
     };
-    BackupManifest::from_slice(&bytes)
+    let mut manifest = BackupManifest::from_slice(&bytes)?;
+    manifest.settle_abandoned(written, Utc::now());
+    Ok(manifest)
 }
 
 /// Write the manifest. `create_only` makes the put fail with

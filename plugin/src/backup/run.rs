@@ -376,16 +376,34 @@ pub async fn run_backup(
         })?;
 
     let interrupt = std::pin::pin!(interrupt);
-    let outcome = body(
-        client,
-        store,
-        request,
-        prepared,
-        progress,
-        &mut manifest,
-        interrupt,
-    )
-    .await;
+    let in_progress = manifest.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (outcome, ()) = tokio::join!(
+        async {
+            let outcome = body(
+                client,
+                store,
+                request,
+                prepared,
+                progress,
+                &mut manifest,
+                interrupt,
+            )
+            .await;
+            let _ = stop.send(());
+            outcome
+        },
+        heartbeat(store, &in_progress, stopped),
+    );
+    // The heartbeat has stopped, its last write finished: what is written
+    // now is the last word.
+    let outcome = match outcome {
+        // Last: the manifest that makes the backup restorable.
+        Ok(()) => archive::write_manifest(store, &manifest, false)
+            .await
+            .map_err(Error::from),
+        Err(error) => Err(error),
+    };
     match outcome {
         Ok(()) => Ok(manifest),
         Err(error) => {
@@ -419,9 +437,10 @@ pub async fn run_backup(
     }
 }
 
-/// The backup proper. `interrupt` stops the listing or the snapshot wait;
-/// the writer thread and the uploader are always awaited, so an interrupted
-/// upload is aborted before this returns.
+/// The backup proper, up to the final manifest (which the caller writes).
+/// `interrupt` stops the listing or the snapshot wait; the writer thread and
+/// the uploader are always awaited, so an interrupted upload is aborted
+/// before this returns.
 async fn body<I: Future<Output = ()>>(
     client: &kube::Client,
     store: &Store,
@@ -564,9 +583,28 @@ async fn body<I: Future<Output = ()>>(
         Phase::PartiallyFailed
     };
     manifest.completed_at = Some(Utc::now());
-    // Last: the manifest that makes the backup restorable.
-    archive::write_manifest(store, manifest, false).await?;
     Ok(())
+}
+
+/// Rewrite the `InProgress` manifest every [`archive::HEARTBEAT`] until
+/// `stop`, so that readers can tell a running backup from one whose process
+/// died ([`BackupManifest::settle_abandoned`]). A write under way when
+/// `stop` comes is finished first: nothing of the heartbeat is in flight
+/// once this returns, so it never overwrites the final manifest.
+async fn heartbeat(
+    store: &Store,
+    in_progress: &BackupManifest,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(archive::HEARTBEAT) => {}
+        }
+        if let Err(error) = archive::write_manifest(store, in_progress, false).await {
+            tracing::debug!(%error, "cannot refresh the InProgress manifest");
+        }
+    }
 }
 
 /// Of the three stages' results, the error that explains the others: Ctrl-C
@@ -1254,6 +1292,49 @@ mod tests {
             store.head(&path).await,
             Err(object_store::Error::NotFound { .. })
         ));
+    }
+
+    /// A running backup rewrites its `InProgress` manifest every heartbeat;
+    /// once stopped it writes nothing more.
+    #[tokio::test(start_paused = true)]
+    async fn the_heartbeat_rewrites_the_manifest_until_stopped() {
+        let inner = Arc::new(InMemory::new());
+        let store = Store::new("memory", inner.clone(), object_store::path::Path::default());
+        let manifest = BackupManifest::from_slice(
+            br#"{"formatVersion": 1, "name": "beat", "uid": "u", "phase": "InProgress",
+                "toolVersion": "test", "options": {"ttlSeconds": 60}, "startedAt": "2026-01-02T03:04:05Z",
+                "expiresAt": "2099-01-01T00:00:00Z", "source": {"server": "https://s", "version": {"gitVersion": "v1.28.7"}}}"#,
+        )
+        .unwrap();
+        archive::write_manifest(&store, &manifest, true)
+            .await
+            .unwrap();
+        let path = archive::part_path(&store, "beat", archive::MANIFEST_FILE);
+        // The in-memory store numbers its writes in the e-tag.
+        let writes = || async {
+            let tag = inner.head(&path).await.unwrap().e_tag.unwrap();
+            tag.trim_matches('"').parse::<u64>().unwrap()
+        };
+        let first = writes().await;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let driver = async {
+            tokio::time::sleep(archive::HEARTBEAT * 5 / 2).await;
+            let during = writes().await;
+            stop.send(()).unwrap();
+            during
+        };
+        let ((), during) = tokio::join!(heartbeat(&store, &manifest, stopped), driver);
+        assert_eq!(
+            during,
+            first + 2,
+            "two heartbeats in two and a half periods"
+        );
+        tokio::time::sleep(archive::HEARTBEAT * 3).await;
+        assert_eq!(writes().await, during, "nothing is written once stopped");
+        assert_eq!(
+            archive::read_manifest(&store, "beat").await.unwrap(),
+            manifest
+        );
     }
 
     /// A real in-memory store whose multipart uploads fail from the third part
