@@ -1114,6 +1114,50 @@ async fn volume_workload(ctx: &Ctx, class: &str) -> e2e::cluster::TempNamespace 
     ns
 }
 
+/// What [`volume_workload`] made outside its namespace (which goes with its
+/// guard): the snapshot class and the PersistentVolumes.
+async fn remove_volume_workload(
+    client: &kube::Client,
+    ns: &e2e::cluster::TempNamespace,
+    class: &str,
+) {
+    delete(client, &format!("{SNAP}/volumesnapshotclasses/{class}")).await;
+    for pvc in ["data", "scratch"] {
+        delete(
+            client,
+            &format!("/api/v1/persistentvolumes/{}-{pvc}", ns.name()),
+        )
+        .await;
+    }
+}
+
+/// Start backup `name` of `ns` with `--include-all-disks` and return once it
+/// waits for its VolumeSnapshot: no snapshot controller answers, so it
+/// stays there (for up to ten minutes) until the test stops it.
+async fn backup_waiting_for_a_snapshot(
+    ctx: &Ctx,
+    client: &kube::Client,
+    ns: &e2e::cluster::TempNamespace,
+    name: &str,
+) -> std::process::Child {
+    let child = ctx
+        .command(&[
+            "create",
+            name,
+            "--include-namespaces",
+            ns.name(),
+            "--include-all-disks",
+            "--snapshot-timeout",
+            "10m",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the backup");
+    wait_for_snapshots(client, ns.name(), name, 1).await;
+    child
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn include_all_disks_snapshots_retains_and_deletes() {
     let ctx = Ctx::new(Backend::local()).await;
@@ -1214,14 +1258,7 @@ async fn include_all_disks_snapshots_retains_and_deletes() {
     );
     assert!(!folder.join("backups/snap-1").exists());
 
-    delete(&client, &format!("{SNAP}/volumesnapshotclasses/{class}")).await;
-    for pvc in ["data", "scratch"] {
-        delete(
-            &client,
-            &format!("/api/v1/persistentvolumes/{}-{pvc}", ns.name()),
-        )
-        .await;
-    }
+    remove_volume_workload(&client, &ns, &class).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1230,22 +1267,8 @@ async fn ctrl_c_marks_the_backup_failed() {
     let class = format!("csi-hostpath-{}", random(5));
     let ns = volume_workload(&ctx, &class).await;
     let client = ctx.client().await;
-    // No snapshot controller answers: the backup waits for readyToUse, and is interrupted there.
-    let child = ctx
-        .command(&[
-            "create",
-            "cut-1",
-            "--include-namespaces",
-            ns.name(),
-            "--include-all-disks",
-            "--snapshot-timeout",
-            "10m",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the backup");
-    wait_for_snapshots(&client, ns.name(), "cut-1", 1).await;
+    // Interrupted while it waits for readyToUse.
+    let child = backup_waiting_for_a_snapshot(&ctx, &client, &ns, "cut-1").await;
     let listed = list_names(&ctx);
     assert_eq!(listed["cut-1"]["status"], "InProgress");
     assert_eq!(listed["cut-1"]["restorable"], false);
@@ -1285,14 +1308,7 @@ async fn ctrl_c_marks_the_backup_failed() {
         "the failed backup's VolumeSnapshot is removed: {left}"
     );
 
-    delete(&client, &format!("{SNAP}/volumesnapshotclasses/{class}")).await;
-    for pvc in ["data", "scratch"] {
-        delete(
-            &client,
-            &format!("/api/v1/persistentvolumes/{}-{pvc}", ns.name()),
-        )
-        .await;
-    }
+    remove_volume_workload(&client, &ns, &class).await;
 }
 
 /// A backup whose process is killed outright cannot mark itself Failed: it
@@ -1305,22 +1321,7 @@ async fn a_killed_backup_reads_as_failed_once_its_heartbeat_stops() {
     let class = format!("csi-hostpath-{}", random(5));
     let ns = volume_workload(&ctx, &class).await;
     let client = ctx.client().await;
-    // No snapshot controller answers: the backup waits for readyToUse.
-    let mut child = ctx
-        .command(&[
-            "create",
-            "killed-1",
-            "--include-namespaces",
-            ns.name(),
-            "--include-all-disks",
-            "--snapshot-timeout",
-            "10m",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the backup");
-    wait_for_snapshots(&client, ns.name(), "killed-1", 1).await;
+    let mut child = backup_waiting_for_a_snapshot(&ctx, &client, &ns, "killed-1").await;
     child.kill().expect("SIGKILL the backup");
     child.wait().expect("reap the backup");
 
@@ -1358,14 +1359,7 @@ async fn a_killed_backup_reads_as_failed_once_its_heartbeat_stops() {
 
     ctx.ok(&["delete", "killed-1"]);
     assert!(!list_names(&ctx).contains_key("killed-1"));
-    delete(&client, &format!("{SNAP}/volumesnapshotclasses/{class}")).await;
-    for pvc in ["data", "scratch"] {
-        delete(
-            &client,
-            &format!("/api/v1/persistentvolumes/{}-{pvc}", ns.name()),
-        )
-        .await;
-    }
+    remove_volume_workload(&client, &ns, &class).await;
 }
 
 /// A Namespace labelled to be excluded is left out like any other labelled
